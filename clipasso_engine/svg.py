@@ -24,6 +24,7 @@ from . import svg_path
 from .strokes import Stroke
 
 SVG_NS = "http://www.w3.org/2000/svg"
+INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata"}
 _STROKE_TAGS = {"path", "line", "polyline", "polygon"}
 _INHERITED = ("stroke", "stroke-width", "stroke-opacity")
@@ -60,29 +61,46 @@ def strokes_to_svg(
     ``title``/``description`` go into ``<title>``/``<desc>`` (e.g. seed, loss, whether the CLIP
     weights were random). Returns the document as text with an XML declaration.
     """
+    root = new_document(width, height, title=title, description=description)
+    for i, s in enumerate(strokes):
+        add_stroke_path(root, s, f"stroke{i}")
+    return to_text(root)
+
+
+def new_document(width: float, height: float, *, title: str | None = None, description: str | None = None) -> etree._Element:
+    """An empty ``<svg>`` of ``width × height`` image pixels (viewBox ``0 0 W H``), with the
+    Inkscape namespace declared for layers, and optional ``<title>``/``<desc>``."""
     root = etree.Element(
         f"{{{SVG_NS}}}svg",
-        nsmap={None: SVG_NS},
+        nsmap={None: SVG_NS, "inkscape": INKSCAPE_NS},
         attrib={"width": fmt(width), "height": fmt(height), "viewBox": f"0 0 {fmt(width)} {fmt(height)}"},
     )
     if title:
         etree.SubElement(root, f"{{{SVG_NS}}}title").text = title
     if description:
         etree.SubElement(root, f"{{{SVG_NS}}}desc").text = description
-    for i, s in enumerate(strokes):
-        attrib = {
-            "id": f"stroke{i}",
-            "d": stroke_path_data(s.points),
-            "fill": "none",
-            "stroke": s.color,
-            "stroke-width": fmt(s.width),
-            "stroke-linecap": "round",
-            "stroke-linejoin": "round",
-        }
-        if s.opacity != 1.0:
-            attrib["stroke-opacity"] = fmt(s.opacity)
-        etree.SubElement(root, f"{{{SVG_NS}}}path", attrib=attrib)
+    return root
+
+
+def to_text(root: etree._Element) -> str:
+    """The document as UTF-8 text with an XML declaration."""
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True).decode("utf-8")
+
+
+def add_stroke_path(parent: etree._Element, stroke: Stroke, ident: str) -> etree._Element:
+    """Append one stroke as a ``<path>`` (no fill, round caps and joins) to ``parent``."""
+    attrib = {
+        "id": ident,
+        "d": stroke_path_data(stroke.points),
+        "fill": "none",
+        "stroke": stroke.color,
+        "stroke-width": fmt(stroke.width),
+        "stroke-linecap": "round",
+        "stroke-linejoin": "round",
+    }
+    if stroke.opacity != 1.0:
+        attrib["stroke-opacity"] = fmt(stroke.opacity)
+    return etree.SubElement(parent, f"{{{SVG_NS}}}path", attrib=attrib)
 
 
 def svg_to_strokes(text: str | bytes) -> tuple[list[Stroke], float, float]:

@@ -1,0 +1,196 @@
+"""``sketch()``: photo in, SketchResult out. The one entry point of CLI, server and Python users."""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from . import __version__
+from .clip_models import get_clip
+from .image import Canvas, ImageError, ImageInput, load_image, make_canvas
+from .loss import ClipassoLoss
+from .optimize import Group, optimize
+from .result import SketchResult, finite_or_none
+from .saliency import initial_strokes, start_probabilities
+from .settings import SketchSettings
+from .strokes import Stroke, strokes_to_tensors, tensors_to_strokes
+
+PreviewFn = Callable[[int, float, list[Stroke]], None]
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` → CUDA, else MPS, else CPU; an explicit device that is absent is an error."""
+    cuda = torch.cuda.is_available()
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    if name == "auto":
+        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
+    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
+        raise ValueError(f"device {name!r} was asked for but is not available here; use --device auto or cpu")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto``: fp16 autocast on CUDA (as the reference), fp32 elsewhere (METHOD.md §3: bf16
+    in the sketch's backward loses gradient quality on CPU)."""
+    if precision != "auto":
+        return precision
+    return "fp16" if device.type == "cuda" else "fp32"
+
+
+def sketch(
+    image: ImageInput,
+    settings: Optional[SketchSettings] = None,
+    on_progress: Optional[PreviewFn] = None,
+    should_stop: Optional[Callable[[], bool]] = None,
+    *,
+    init_strokes: Optional[Sequence[Stroke]] = None,
+    locked: Sequence[int] = (),
+    mask: Optional[ImageInput] = None,
+) -> SketchResult:
+    """Sketch a photo.
+
+    Args:
+        image: path, encoded bytes, PIL image or H×W×3 uint8 array.
+        settings: SketchSettings (default: the ``standard`` preset).
+        on_progress: called after every step with (iteration, loss, preview strokes in photo px).
+        should_stop: polled before every step; True cancels (the best state so far is returned).
+        init_strokes: start from these strokes (photo px; e.g. an edited sketch) instead of the
+            saliency initialization; the run then has one level of ``len(init_strokes)`` strokes
+            and one seed.
+        locked: indices into ``init_strokes`` that stay fixed (drawn, in the loss, never moved).
+        mask: foreground mask image (white = keep) for ``settings.mask``; the background of the
+            photo is replaced by white before sketching.
+
+    Returns a SketchResult in photo pixels. Raises ``ImageError`` for unusable images,
+    ``WeightsMissingError`` when CLIP weights are absent, ``ValueError`` for bad arguments.
+    """
+    settings = settings or SketchSettings()
+    started = time.perf_counter()
+    img = load_image(image)
+    canvas = make_canvas(img)
+    device = resolve_device(settings.device)
+    photo = _masked(canvas, mask, settings.mask).to(device)
+
+    clip = get_clip(settings.clip, device)
+    precision = resolve_precision(settings.precision, device)
+    loss_fn = ClipassoLoss(clip, settings.geometric_weights, settings.semantic_weight, precision)
+    canvas_width = torch.tensor(settings.width)
+
+    if init_strokes:
+        groups, levels, seeds = _groups_from_strokes(init_strokes, locked, canvas, settings), [len(init_strokes)], [settings.seed]
+        saliency_model = None
+    else:
+        if locked:
+            raise ValueError("locked strokes need init_strokes to lock")
+        levels, seeds = settings.stroke_counts, settings.seed_list
+        saliency_model = get_clip(settings.saliency_clip, device) if settings.saliency else None
+        prob = (
+            start_probabilities(photo, saliency_model, valid=canvas.valid.to(device))
+            if saliency_model is not None
+            else canvas.valid.float() / canvas.valid.sum()
+        )
+        groups = []
+        for n in levels:
+            start = initial_strokes(prob.cpu(), n, seeds, uniform=saliency_model is None, valid=canvas.valid)  # (S, n, 4, 2)
+            for s, pts in zip(seeds, start):
+                groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
+    main_level = max(levels)
+
+    def progress(it: int, loss: float, points: torch.Tensor) -> None:
+        assert on_progress is not None
+        on_progress(it, loss, tensors_to_strokes(canvas.to_photo(points.cpu()), float(settings.width) * canvas.scale))
+
+    run = optimize(
+        photo,
+        groups,
+        loss_fn,
+        iterations=int(settings.iterations),  # type: ignore[arg-type]
+        augmentations=settings.augmentations,
+        aug_bank=int(settings.aug_bank),  # type: ignore[arg-type]
+        eval_every=settings.eval_every,
+        lr=settings.lr,
+        early_stop=bool(settings.early_stop),
+        patience=int(settings.patience),  # type: ignore[arg-type]
+        min_improvement=settings.min_improvement,
+        seed=settings.seed,
+        main_level=main_level,
+        on_progress=progress if on_progress is not None else None,
+        should_stop=should_stop,
+    )
+
+    result_levels: dict[int, list[Stroke]] = {}
+    level_meta: dict[int, dict] = {}
+    for n in levels:
+        best = min((g for g in run.groups if g.level == n), key=lambda g: g.loss)
+        result_levels[n] = _to_photo_strokes(best.points, best.widths, canvas, init_strokes, locked)
+        level_meta[n] = {"seed": best.seed, "loss": finite_or_none(best.loss),
+                         "seed_losses": {str(g.seed): finite_or_none(g.loss) for g in run.groups if g.level == n}}
+    random_weights = clip.random or (saliency_model is not None and saliency_model.random)
+    return SketchResult(
+        strokes=result_levels[main_level],
+        levels=result_levels,
+        width=canvas.width,
+        height=canvas.height,
+        loss=level_meta[main_level]["loss"],
+        seed=level_meta[main_level]["seed"],
+        history=run.history,
+        level_meta=level_meta,
+        engine={
+            "name": "clipasso-inkscape",
+            "version": __version__,
+            "clip": clip.spec,
+            "clip_source": clip.source,
+            "saliency_clip": saliency_model.spec if saliency_model is not None else None,
+            "random_weights": bool(random_weights),
+            "device": str(device),
+            "precision": precision,
+            "preset": settings.preset,
+            "iterations": run.iterations,
+            "stopped": run.stopped,
+            "seconds": round(time.perf_counter() - started, 3),
+            "settings": settings.model_dump(mode="json"),
+        },
+    )
+
+
+def _masked(canvas: Canvas, mask: Optional[ImageInput], use_mask: bool) -> torch.Tensor:
+    """The canvas photo, with the background made white when a mask is used."""
+    if not use_mask:
+        return canvas.pixels
+    if mask is None:
+        raise ImageError(
+            "background removal (mask) needs a foreground mask: pass one (white = keep), or turn mask off; "
+            "no background-removal model is installed"
+        )
+    m = load_image(mask)
+    if m.size != (canvas.width, canvas.height):
+        raise ImageError(f"the mask is {m.width}×{m.height} but the photo is {canvas.width}×{canvas.height}")
+    keep = make_canvas(m).pixels.mean(1, keepdim=True)                       # (1, 1, C, C)
+    keep = keep * canvas.valid.float()
+    return canvas.pixels * keep + (1.0 - keep)
+
+
+def _groups_from_strokes(strokes: Sequence[Stroke], locked: Sequence[int], canvas: Canvas, settings: SketchSettings) -> list[Group]:
+    n = len(strokes)
+    bad = [i for i in locked if not 0 <= i < n]
+    if bad:
+        raise ValueError(f"locked stroke indices {bad} are out of range: there are {n} initial strokes")
+    pts, widths = strokes_to_tensors(strokes)
+    lock = torch.zeros(n, dtype=torch.bool)
+    lock[list(locked)] = True
+    return [Group(n, settings.seed, canvas.to_canvas(pts), widths / canvas.scale, lock)]
+
+
+def _to_photo_strokes(
+    points: torch.Tensor, widths: torch.Tensor, canvas: Canvas, init: Optional[Sequence[Stroke]], locked: Sequence[int]
+) -> list[Stroke]:
+    strokes = tensors_to_strokes(canvas.to_photo(points), widths * canvas.scale)
+    if not init:
+        return strokes
+    # locked strokes come back exactly as given; refined ones keep the designer's colour and opacity
+    return [
+        o if i in locked else Stroke(points=s.points, width=o.width, color=o.color, opacity=o.opacity)
+        for i, (s, o) in enumerate(zip(strokes, init))
+    ]

@@ -1,0 +1,239 @@
+"""The ``clipasso`` command: ``sketch``, ``models``, ``doctor``.
+
+Every failure the user can fix ends as one line ``clipasso: error: …`` on stderr and exit
+status 2; output files are written only when the whole job succeeded, each atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from . import __version__
+
+EXIT_USAGE = 2
+
+
+class CliError(Exception):
+    """A message for the user; printed as one line."""
+
+
+def sample_image() -> Path:
+    """The bundled photo (scikit-image's CC0 "Chelsea the cat")."""
+    return Path(str(resources.files("clipasso_engine") / "assets" / "sample.jpg"))
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers like 4,8,16,32, got {text!r}") from None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="clipasso", description="Photo → abstract line sketch of a few Bézier strokes (CLIPasso).")
+    p.add_argument("--version", action="version", version=f"clipasso-inkscape {__version__}")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("sketch", help="sketch a photo into an SVG", argument_default=argparse.SUPPRESS)
+    s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP…); default: the bundled sample photo")
+    s.add_argument("-o", "--output", required=True, help="SVG file to write")
+    s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
+    s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
+    s.add_argument("--preset", choices=["fast", "standard", "paper"], help="fast (CPU-friendly), standard (default), paper")
+    s.add_argument("--iterations", type=int, help="optimization steps (preset)")
+    s.add_argument("--seeds", type=int, help="random starts run together, the best is kept (preset)")
+    s.add_argument("--seed", type=int, help="first seed (default 0)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to compute (default auto)")
+    s.add_argument("--clip", help="CLIP for the loss: RN101 (default), a weights file, or random:ARCH for tests")
+    s.add_argument("--saliency-clip", "--saliency_clip", dest="saliency_clip", help="CLIP ViT for the start points (ViT-B-32)")
+    s.add_argument("--width", type=float, help="stroke width in pixels of the 224-px canvas (default 3)")
+    s.add_argument("--augmentations", type=int, help="augmented pairs per step (default 4)")
+    s.add_argument("--aug-bank", "--aug_bank", dest="aug_bank", type=int, help="augmentation bank size, 0 = fresh each step (preset)")
+    s.add_argument("--early-stop", "--early_stop", dest="early_stop", action=argparse.BooleanOptionalAction, help="stop when the loss stops improving (preset)")
+    s.add_argument("--eval-every", "--eval_every", dest="eval_every", type=int, help="iterations between evaluations (default 10)")
+    s.add_argument("--lr", type=float, help="Adam learning rate in pixels (default 1.0)")
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="CLIP arithmetic (default auto)")
+    s.add_argument("--mask", action=argparse.BooleanOptionalAction, help="remove the background using --mask-image")
+    s.add_argument("--mask-image", dest="mask_image", help="foreground mask (white = keep), same size as the photo")
+    s.add_argument("--init-svg", dest="init_svg", help="start from the strokes of this SVG (e.g. an edited sketch)")
+    s.add_argument("--lock", type=_int_list, help="with --init-svg: indices of strokes that must not move, e.g. 0,3")
+    s.add_argument("--png", help="also write the sketch as PNG (one file per level: NAME-<strokes>.png)")
+    s.add_argument("--json", dest="json_out", help="also write the strokes JSON")
+    s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+
+    m = sub.add_parser("models", help="which CLIP weights are present and where to put them")
+    m.add_argument("--download", metavar="NAME", help="download OpenAI weights for NAME (RN101, ViT-B-32) into the cache")
+    sub.add_parser("doctor", help="check the installation: Python, torch, devices, CLIP weights")
+    return p
+
+
+_SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command"}
+
+
+def cmd_sketch(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .api import sketch
+    from .settings import SketchSettings
+    from .svg import svg_to_strokes
+
+    fields = {k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY}
+    try:
+        settings = SketchSettings(**fields)
+    except ValidationError as exc:
+        raise CliError(_validation_message(exc)) from None
+    image = getattr(args, "image", None) or sample_image()
+    output = Path(args.output)
+    _check_writable(output, getattr(args, "png", None), getattr(args, "json_out", None))
+
+    init, locked = None, getattr(args, "lock", [])
+    if getattr(args, "init_svg", None):
+        try:
+            init, _, _ = svg_to_strokes(Path(args.init_svg).read_bytes())
+        except OSError as exc:
+            raise CliError(f"cannot read --init-svg {args.init_svg}: {exc.strerror}") from None
+        if not init:
+            raise CliError(f"--init-svg {args.init_svg} has no strokes to start from")
+    elif locked:
+        raise CliError("--lock needs --init-svg (the strokes to lock)")
+
+    quiet = getattr(args, "quiet", False)
+    bar: Any = None          # opened at the first step, so a failed start prints only its error
+
+    def on_progress(it: int, loss: float, _preview: Any) -> None:
+        nonlocal bar
+        if quiet:
+            return
+        if bar is None:
+            bar = _progress_bar(int(settings.iterations))  # type: ignore[arg-type]
+        bar.update(it + 1 - bar.n)
+        bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+
+    import torch
+
+    try:
+        result = sketch(image, settings, on_progress=on_progress, init_strokes=init, locked=locked,
+                        mask=getattr(args, "mask_image", None))
+    except torch.cuda.OutOfMemoryError:
+        raise CliError("the GPU ran out of memory: lower --seeds, --levels or --augmentations, or use --device cpu") from None
+    finally:
+        if bar is not None:
+            bar.close()
+
+    outputs: list[tuple[Path, bytes]] = [(output, result.to_svg().encode("utf-8"))]
+    if getattr(args, "json_out", None):
+        outputs.append((Path(args.json_out), json.dumps(result.to_json(), indent=1).encode("utf-8")))
+    for path, data in outputs:
+        _write(path, data)
+    if getattr(args, "png", None):
+        png = Path(args.png)
+        if len(result.levels) == 1:
+            result.to_png(png)
+        else:
+            for n in result.levels:
+                result.to_png(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), level=n)
+    e = result.engine
+    print(f"wrote {output}: {len(result.strokes)} strokes, seed {result.seed}, loss {result.loss}, "
+          f"{e['iterations']} iterations ({e['stopped']}) in {e['seconds']:.1f} s on {e['device']}", file=sys.stderr)
+    if result.random_weights:
+        print("clipasso: warning: RANDOM CLIP WEIGHTS were used: this is a test of the machinery, not a real sketch", file=sys.stderr)
+    return 0
+
+
+def _progress_bar(total: int) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc="sketching", unit="it", file=sys.stderr, dynamic_ncols=True)
+
+
+def _check_writable(*paths: Optional[str | Path]) -> None:
+    """Refuse before any work when an output folder is missing (not after minutes of compute)."""
+    for p in paths:
+        if p is None:
+            continue
+        parent = Path(p).resolve().parent
+        if not parent.is_dir():
+            raise CliError(f"cannot write {p}: folder {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise CliError(f"cannot write {p}: folder {parent} is not writable")
+
+
+def _write(path: Path, data: bytes) -> None:
+    from .result import write_atomic
+
+    write_atomic(path, lambda f: f.write(data))
+
+
+def _validation_message(exc: Any) -> str:
+    parts = []
+    for err in exc.errors():
+        where = ".".join(str(x) for x in err["loc"]) or "settings"
+        parts.append(f"--{where.replace('_', '-')}: {err['msg']}")
+    return "bad settings: " + "; ".join(parts)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .clip_models import available_models, load_clip
+
+    if args.download:
+        model = load_clip(args.download, download=True)
+        print(f"{args.download}: ready ({model.source})")
+        return 0
+    for m in available_models():
+        state = f"present at {m['path']}" if m["present"] else "MISSING"
+        print(f"{m['name']:10s} {m['file']:14s} {state}")
+    print("Weights are looked for in: " + ", ".join(available_models()[0]["searched"]))
+    print("Put OpenAI's RN101.pt / ViT-B-32.pt in one of them, set CLIPASSO_CLIP_DIR, or run "
+          "`clipasso models --download RN101` once with a network connection.")
+    return 0
+
+
+def cmd_doctor(args: argparse.Namespace) -> int:
+    import platform
+
+    import torch
+
+    from .clip_models import available_models
+    from .raster import diffvg_available
+
+    print(f"clipasso-inkscape {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
+    print(f"CUDA: {'yes, ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
+    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    print(f"MPS: {'yes' if mps else 'no'}; CPU threads: {torch.get_num_threads()}")
+    print(f"diffvg backend: {'available' if diffvg_available() else 'not installed (optional)'}")
+    for m in available_models():
+        print(f"CLIP {m['name']}: {'present at ' + str(m['path']) if m['present'] else 'missing (see clipasso models)'}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    handlers = {"sketch": cmd_sketch, "models": cmd_models, "doctor": cmd_doctor}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("clipasso: cancelled; no file written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # the boundary: known errors become one line
+        if not _is_user_error(exc):
+            raise
+        print(f"clipasso: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _is_user_error(exc: Exception) -> bool:
+    from .clip_models import WeightsMissingError
+    from .image import ImageError
+    from .svg import SvgError
+
+    return isinstance(exc, (CliError, ImageError, WeightsMissingError, SvgError, ValueError, OSError))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

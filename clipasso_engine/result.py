@@ -1,0 +1,119 @@
+"""SketchResult: the strokes of a finished sketch and everything worth keeping about the run."""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+from lxml import etree
+
+from .strokes import Stroke, strokes_to_tensors
+from .svg import INKSCAPE_NS, SVG_NS, add_stroke_path, new_document, strokes_to_svg, to_text
+
+RANDOM_WARNING = "RANDOM CLIP WEIGHTS: a test of the machinery, not a real sketch"
+
+
+@dataclass
+class SketchResult:
+    """A sketch in photo pixels.
+
+    ``strokes``: the best seed's strokes of the most detailed level. ``levels``: stroke count →
+    strokes (every level asked for; one entry without ``levels``). ``width``/``height``: photo
+    size in pixels. ``loss``/``seed``: best eval loss of ``strokes`` and its seed. ``history``:
+    ``[{"iteration", "loss"}]`` at each evaluation. ``engine``: how it was made (models, whether
+    their weights were random, device, iterations run, why it stopped, seconds).
+    """
+
+    strokes: list[Stroke]
+    levels: dict[int, list[Stroke]]
+    width: int
+    height: int
+    loss: Optional[float]
+    seed: int
+    history: list[dict] = field(default_factory=list)
+    engine: dict[str, Any] = field(default_factory=dict)
+    level_meta: dict[int, dict[str, Any]] = field(default_factory=dict)   # per level: seed, loss
+
+    @property
+    def random_weights(self) -> bool:
+        return bool(self.engine.get("random_weights"))
+
+    def _description(self) -> str:
+        parts = [f"CLIPasso sketch, seed {self.seed}, loss {self.loss if self.loss is not None else 'n/a'}"]
+        if self.random_weights:
+            parts.append(RANDOM_WARNING)
+        return "; ".join(parts)
+
+    def to_svg(self, level: Optional[int] = None) -> str:
+        """SVG text in photo pixels. With several levels and no ``level`` chosen, one Inkscape
+        layer per level (most detailed on top); else the strokes of ``level`` (default: main)."""
+        if level is not None or len(self.levels) == 1:
+            chosen = self.strokes if level is None else self.levels[level]
+            return strokes_to_svg(chosen, self.width, self.height, title="CLIPasso sketch", description=self._description())
+        root = new_document(self.width, self.height, title="CLIPasso sketch", description=self._description())
+        for n in sorted(self.levels):
+            meta = self.level_meta.get(n, {})
+            layer = etree.SubElement(
+                root,
+                f"{{{SVG_NS}}}g",
+                attrib={
+                    "id": f"level{n}",
+                    f"{{{INKSCAPE_NS}}}groupmode": "layer",
+                    f"{{{INKSCAPE_NS}}}label": f"CLIPasso {n} strokes, seed {meta.get('seed', self.seed)}",
+                },
+            )
+            for i, s in enumerate(self.levels[n]):
+                add_stroke_path(layer, s, f"level{n}-stroke{i}")
+        return to_text(root)
+
+    def to_json(self) -> dict[str, Any]:
+        """The strokes JSON of DESIGN.md: width, height, levels, seed, loss, engine, history."""
+        return {
+            "width": self.width,
+            "height": self.height,
+            "levels": {str(n): [s.to_json() for s in strokes] for n, strokes in sorted(self.levels.items())},
+            "level_info": {str(n): meta for n, meta in sorted(self.level_meta.items())},
+            "seed": self.seed,
+            "loss": self.loss,
+            "history": self.history,
+            "engine": self.engine,
+        }
+
+    def render(self, level: Optional[int] = None) -> np.ndarray:
+        """The sketch as our rasterizer draws it: ``(height, width)`` uint8 grey, white paper."""
+        from .raster import render
+
+        strokes = self.strokes if level is None else self.levels[level]
+        if not strokes:
+            return np.full((self.height, self.width), 255, np.uint8)
+        pts, widths = strokes_to_tensors(strokes)
+        ink = render(pts[None], widths[None], self.height, self.width)[0].numpy()
+        return np.round(255 * (1.0 - ink)).astype(np.uint8)
+
+    def to_png(self, path: str | os.PathLike, level: Optional[int] = None) -> None:
+        """Write the sketch as a PNG of the photo's size (written whole or not at all)."""
+        from PIL import Image
+
+        write_atomic(path, lambda f: Image.fromarray(self.render(level), "L").save(f, format="PNG"))
+
+
+def write_atomic(path: str | os.PathLike, write: Any) -> None:
+    """Write a file through a temporary sibling and rename it into place, so a failure never
+    leaves a partial file. ``write`` gets a binary file object."""
+    target = Path(path)
+    tmp = target.with_name(f".{target.name}.partial")
+    try:
+        with open(tmp, "wb") as f:
+            write(f)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def finite_or_none(v: float) -> Optional[float]:
+    return v if math.isfinite(v) else None

@@ -1,0 +1,113 @@
+"""SketchSettings: every knob of a sketch with its default (METHOD.md), presets and validation.
+
+Field names are the CLI flag names and the HTTP/extension parameter names. A preset fills the
+fields the caller did not set; a field set explicitly always wins.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+PresetName = Literal["fast", "standard", "paper"]
+
+# METHOD.md §5. `patience` is counted in evaluations (eval_every iterations each) and
+# `min_improvement` is relative: the run stops when the best eval loss of every seed has not
+# dropped by that fraction for `patience` evaluations.
+PRESETS: dict[str, dict[str, Any]] = {
+    "fast": {"iterations": 500, "seeds": 1, "aug_bank": 64, "early_stop": True, "patience": 10},
+    "standard": {"iterations": 2000, "seeds": 3, "aug_bank": 64, "early_stop": True, "patience": 20},
+    "paper": {"iterations": 2001, "seeds": 3, "aug_bank": 0, "early_stop": False, "patience": 20},
+}
+MAX_STROKES = 256
+MAX_ITERATIONS = 20000
+MAX_SEEDS = 16
+
+
+def default_clip() -> str:
+    """The CLIP model for the loss: ``CLIPASSO_CLIP`` if set (a name, a file or ``random:ARCH``), else RN101."""
+    return os.environ.get("CLIPASSO_CLIP") or "RN101"
+
+
+class SketchSettings(BaseModel):
+    """Settings of one sketch. Widths are in pixels of the 224-px CLIP canvas (long side)."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=False)
+
+    strokes: int = Field(16, ge=1, le=MAX_STROKES, description="number of strokes")
+    levels: Optional[list[int]] = Field(
+        None, description="several stroke counts (abstraction levels) in one run, e.g. [4, 8, 16, 32]; overrides strokes"
+    )
+    preset: PresetName = Field("standard", description="fast (CPU-friendly), standard, or paper (the paper's settings)")
+    iterations: Optional[int] = Field(None, ge=1, le=MAX_ITERATIONS, description="optimization steps (preset)")
+    seeds: Optional[int] = Field(None, ge=1, le=MAX_SEEDS, description="random starts run together; the best is kept (preset)")
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="first seed; the others are seed + 1000, seed + 2000, …")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to compute")
+    clip: str = Field(default_factory=default_clip, description="CLIP for the loss: name, weights file or random:ARCH")
+    saliency_clip: str = Field("ViT-B-32", description="CLIP ViT for the saliency map: name, weights file or random:ARCH")
+    width: float = Field(3.0, gt=0, le=50, description="visible stroke width in pixels of the 224-px canvas")
+    augmentations: int = Field(4, ge=0, le=16, description="augmented pairs per step beside the plain pair")
+    aug_bank: Optional[int] = Field(None, ge=0, le=1024, description="augmentation bank size; 0 = fresh random each step (preset)")
+    early_stop: Optional[bool] = Field(None, description="stop when the loss stops improving (preset)")
+    patience: Optional[int] = Field(None, ge=1, le=1000, description="evaluations without improvement before stopping (preset)")
+    min_improvement: float = Field(1e-3, ge=0, le=1, description="relative drop of the best loss that counts as improvement")
+    eval_every: int = Field(10, ge=1, le=1000, description="iterations between evaluations of the plain pair")
+    lr: float = Field(1.0, gt=0, le=100, description="Adam learning rate on control points (pixels)")
+    mask: bool = Field(False, description="remove the background before sketching (needs a mask)")
+    saliency: bool = Field(True, description="start strokes at salient edges (else uniformly at random)")
+    geometric_weights: dict[str, float] = Field(
+        default_factory=lambda: {"layer2": 1.0, "layer3": 1.0}, description="weight per RN101 stage of the L2 feature loss"
+    )
+    semantic_weight: float = Field(0.1, ge=0, description="weight of 1 - cosine of the CLIP embeddings")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="CLIP arithmetic: auto = fp16 autocast on CUDA, fp32 elsewhere"
+    )
+
+    @field_validator("levels")
+    @classmethod
+    def _levels(cls, v: Optional[list[int]]) -> Optional[list[int]]:
+        if v is None:
+            return None
+        if not v:
+            raise ValueError("levels must list at least one stroke count")
+        for n in v:
+            if not 1 <= n <= MAX_STROKES:
+                raise ValueError(f"each level must be a stroke count from 1 to {MAX_STROKES}, got {n}")
+        return sorted(set(v))
+
+    @field_validator("geometric_weights")
+    @classmethod
+    def _stages(cls, v: dict[str, float]) -> dict[str, float]:
+        allowed = {"stem", "layer1", "layer2", "layer3", "layer4"}
+        bad = set(v) - allowed
+        if bad:
+            raise ValueError(f"geometric_weights names unknown stages {sorted(bad)}; use {sorted(allowed)}")
+        return v
+
+    @model_validator(mode="after")
+    def _fill_from_preset(self) -> "SketchSettings":
+        for name, value in PRESETS[self.preset].items():
+            if getattr(self, name) is None:
+                object.__setattr__(self, name, value)
+        return self
+
+    @property
+    def stroke_counts(self) -> list[int]:
+        """Stroke count of every level, ascending (one entry when ``levels`` is not set)."""
+        return list(self.levels) if self.levels else [self.strokes]
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The seeds run together: seed, seed + 1000, … (the paper's 0, 1000, 2000)."""
+        return [self.seed + 1000 * i for i in range(int(self.seeds))]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_preset(cls, preset: PresetName, **overrides: Any) -> "SketchSettings":
+        return cls(preset=preset, **overrides)
+
+
+def explicit_fields(settings: SketchSettings) -> dict[str, Any]:
+    """The fields the caller set (what a preset did not fill), for caching keys and logs."""
+    return settings.model_dump(include=settings.model_fields_set)

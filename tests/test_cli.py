@@ -1,0 +1,124 @@
+"""The ``clipasso`` command, run for real: files written, errors as one line, nothing partial."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from lxml import etree
+from PIL import Image
+from skimage import data
+
+from clipasso_engine.cli import main
+from clipasso_engine.svg import svg_to_strokes
+
+TINY = ["--clip", "random:tiny-RN", "--saliency-clip", "random:tiny-ViT", "--device", "cpu",
+        "--preset", "fast", "--iterations", "6", "--eval-every", "2", "-q"]
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("img") / "coffee.png"
+    Image.fromarray(data.coffee()).save(path)             # 400 × 600 RGB
+    return path
+
+
+def test_console_script_writes_svg_png_json(photo, tmp_path):
+    out = tmp_path / "s.svg"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "clipasso_engine", "sketch", str(photo), "-o", str(out), "--strokes", "10",
+         "--png", str(tmp_path / "s.png"), "--json", str(tmp_path / "s.json"), *TINY],
+        capture_output=True, text=True, timeout=300, env=env,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "RANDOM CLIP WEIGHTS" in proc.stderr
+    root = etree.fromstring(out.read_bytes())
+    assert root.get("viewBox") == "0 0 600 400"
+    strokes, w, h = svg_to_strokes(out.read_bytes())
+    assert (w, h) == (600, 400) and len(strokes) == 10
+    margin = 0.1 * 600          # control points may wander a little past the border
+    for s in strokes:
+        assert all(-margin <= x <= w + margin and -margin <= y <= h + margin for x, y in s.points)
+        assert 0 <= s.points[0][0] <= w and 0 <= s.points[0][1] <= h
+    png = Image.open(tmp_path / "s.png")
+    assert png.size == (600, 400)
+    assert png.convert("L").getextrema()[0] < 128          # some ink
+    info = json.loads((tmp_path / "s.json").read_text())
+    assert len(info["levels"]["10"]) == 10 and info["engine"]["random_weights"] is True
+
+
+def test_default_image_and_levels(tmp_path):
+    out = tmp_path / "levels.svg"
+    assert main(["sketch", "-o", str(out), "--levels", "2,3", "--png", str(tmp_path / "l.png"), *TINY]) == 0
+    root = etree.fromstring(out.read_bytes())
+    layers = root.findall("{http://www.w3.org/2000/svg}g")
+    assert [len(g) for g in layers] == [2, 3]
+    assert root.get("viewBox") == "0 0 451 300"             # the bundled sample photo
+    assert (tmp_path / "l-2.png").exists() and (tmp_path / "l-3.png").exists()
+
+
+def test_refine_from_svg_with_locked_strokes(photo, tmp_path):
+    first = tmp_path / "first.svg"
+    assert main(["sketch", str(photo), "-o", str(first), "--strokes", "4", *TINY]) == 0
+    second = tmp_path / "second.svg"
+    assert main(["sketch", str(photo), "-o", str(second), "--init-svg", str(first), "--lock", "1", *TINY]) == 0
+    a, _, _ = svg_to_strokes(first.read_bytes())
+    b, _, _ = svg_to_strokes(second.read_bytes())
+    assert len(b) == 4 and b[1] == a[1] and b[0] != a[0]
+
+
+def _fails(argv: list[str], capsys, match: str) -> None:
+    code = main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len(err) == 1 and err[0].startswith("clipasso: error: ") and match in err[0], err
+
+
+@pytest.mark.parametrize(
+    "image,extra,match",
+    [
+        ("missing.png", [], "not found"),
+        ("corrupt.png", [], "cannot read"),
+        ("dot.png", [], "1×1"),
+        ("photo", ["--strokes", "0"], "--strokes"),
+        ("photo", ["--levels", "4,x"], None),
+        ("photo", ["--lock", "1"], "--lock needs --init-svg"),
+        ("photo", ["--init-svg", "nowhere.svg"], "cannot read --init-svg"),
+    ],
+)
+def test_bad_input_is_one_line_and_no_file(photo, tmp_path, capsys, image, extra, match):
+    (tmp_path / "corrupt.png").write_bytes(b"\x89PNG garbage")
+    Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
+    src = str(photo) if image == "photo" else str(tmp_path / image)
+    out = tmp_path / "out.svg"
+    argv = ["sketch", src, "-o", str(out), *TINY, *extra]
+    if match is None:                                     # argparse's own usage error
+        with pytest.raises(SystemExit) as exc:
+            main(argv)
+        assert exc.value.code == 2
+    else:
+        _fails(argv, capsys, match)
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".svg" or p.name.endswith(".partial")] == []
+
+
+def test_missing_weights_fail_fast_with_directions(photo, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLIPASSO_CLIP_DIR", str(tmp_path / "weights"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    out = tmp_path / "real.svg"
+    _fails(["sketch", str(photo), "-o", str(out), "--clip", "RN101", "-q"], capsys, "RN101")
+    assert not out.exists()
+
+
+def test_models_command_lists_what_is_missing(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("CLIPASSO_CLIP_DIR", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "RN101" in out and "MISSING" in out and str(tmp_path) in out

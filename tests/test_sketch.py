@@ -1,0 +1,125 @@
+"""The whole method through the Python API, with tiny random CLIP towers (fast, CPU).
+
+The photos are real (scikit-image samples); only the CLIP weights are random, so these tests
+check the machinery — the loss falls, seeds, levels, locks, determinism, cancel — never
+the artistic quality of a sketch.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from skimage import data
+
+from clipasso_engine import SketchSettings, Stroke, sketch
+
+TINY = {"clip": "random:tiny-RN", "saliency_clip": "random:tiny-ViT", "device": "cpu"}
+
+
+def settings(**kw) -> SketchSettings:
+    base = dict(TINY, preset="fast", iterations=30, eval_every=5, strokes=8, early_stop=False)
+    base.update(kw)
+    return SketchSettings(**base)
+
+
+@pytest.fixture(scope="module")
+def cat() -> np.ndarray:
+    return data.chelsea()           # 300 × 451 RGB, a real photo
+
+
+def test_loss_falls_and_strokes_are_in_photo_pixels(cat):
+    res = sketch(cat, settings(iterations=60))
+    losses = [h["loss"] for h in res.history]
+    assert [h["iteration"] for h in res.history] == list(range(0, 60, 5)) + [59]
+    assert losses[-1] < 0.9 * losses[0], losses
+    assert (res.width, res.height) == (451, 300)
+    assert len(res.strokes) == 8
+    pts = np.array([s.points for s in res.strokes])
+    assert pts[:, 0, 0].min() >= 0 and pts[:, 0, 0].max() <= 451          # starts inside the photo
+    assert pts[:, 0, 1].min() >= 0 and pts[:, 0, 1].max() <= 300
+    assert all(s.width == pytest.approx(3.0 * 451 / 224, rel=1e-3) for s in res.strokes)
+    assert res.engine["random_weights"] is True
+    assert "RANDOM CLIP WEIGHTS" in res.to_svg()
+
+
+def test_best_seed_has_the_lowest_loss(cat):
+    res = sketch(cat, settings(seeds=3, iterations=10))
+    losses = {int(k): v for k, v in res.level_meta[8]["seed_losses"].items()}
+    assert sorted(losses) == [0, 1000, 2000]
+    assert len(set(losses.values())) == 3
+    assert res.seed == min(losses, key=losses.get)
+    assert res.loss == min(losses.values())
+
+
+def test_same_seed_same_strokes_and_other_seed_differs(cat):
+    a = sketch(cat, settings(iterations=10, seed=7))
+    b = sketch(cat, settings(iterations=10, seed=7))
+    c = sketch(cat, settings(iterations=10, seed=8))
+    assert a.strokes == b.strokes
+    assert a.strokes != c.strokes
+
+
+def test_levels_come_out_with_their_stroke_counts(cat):
+    res = sketch(cat, settings(levels=[4, 2, 6], iterations=5))
+    assert sorted(res.levels) == [2, 4, 6]
+    assert [len(res.levels[n]) for n in (2, 4, 6)] == [2, 4, 6]
+    assert res.strokes == res.levels[6]
+    svg = res.to_svg()
+    assert svg.count('inkscape:groupmode="layer"') == 3
+    assert res.to_json()["levels"].keys() == {"2", "4", "6"}
+
+
+def test_locked_strokes_do_not_move(cat):
+    init = [
+        Stroke(points=((40 + 30 * i, 50), (60 + 30 * i, 80), (80 + 30 * i, 90), (90 + 30 * i, 150)), width=5.0, color="#112233")
+        for i in range(5)
+    ]
+    res = sketch(cat, settings(iterations=15), init_strokes=init, locked=[0, 3])
+    assert len(res.strokes) == 5
+    assert res.strokes[0] == init[0] and res.strokes[3] == init[3]
+    moved = [i for i in (1, 2, 4) if res.strokes[i].points != init[i].points]
+    assert moved == [1, 2, 4]
+    assert all(s.color == "#112233" and s.width == pytest.approx(5.0) for s in res.strokes)
+
+
+def test_should_stop_cancels_and_progress_reports_previews(cat):
+    seen = []
+
+    def on_progress(it, loss, preview):
+        seen.append((it, loss, preview))
+
+    res = sketch(cat, settings(iterations=100), on_progress=on_progress, should_stop=lambda: len(seen) >= 4)
+    assert res.engine["stopped"] == "cancelled"
+    assert res.engine["iterations"] == 4
+    assert [s[0] for s in seen] == [0, 1, 2, 3]
+    assert all(len(p) == 8 and isinstance(p[0], Stroke) for _, _, p in seen)
+
+
+def test_early_stop_ends_a_flat_run(cat):
+    res = sketch(cat, settings(iterations=400, early_stop=True, patience=2, min_improvement=0.5, eval_every=2))
+    assert res.engine["stopped"] == "early_stop"
+    assert res.engine["iterations"] < 400
+
+
+@pytest.mark.parametrize(
+    "kw,message",
+    [
+        ({"strokes": 0}, "greater than or equal to 1"),
+        ({"iterations": 10**9}, "less than or equal"),
+        ({"levels": [4, 0]}, "stroke count from 1"),
+        ({"width": -1}, "greater than 0"),
+        ({"preset": "turbo"}, "fast"),
+        ({"colour": "red"}, "Extra inputs"),
+    ],
+)
+def test_bad_settings_are_refused(kw, message):
+    with pytest.raises(ValueError, match=message):
+        SketchSettings(**kw)
+
+
+def test_presets_fill_only_what_is_not_set():
+    assert SketchSettings(preset="paper").model_dump(include={"iterations", "seeds", "aug_bank", "early_stop"}) == {
+        "iterations": 2001, "seeds": 3, "aug_bank": 0, "early_stop": False}
+    s = SketchSettings(preset="fast", iterations=7)
+    assert (s.iterations, s.seeds, s.early_stop) == (7, 1, True)
+    assert SketchSettings(preset="paper").seed_list == [0, 1000, 2000]
