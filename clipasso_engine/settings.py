@@ -31,6 +31,11 @@ def default_clip() -> str:
     return os.environ.get("CLIPASSO_CLIP") or "RN101"
 
 
+def default_saliency_clip() -> str:
+    """The CLIP ViT for the saliency map: ``CLIPASSO_SALIENCY_CLIP`` if set, else ViT-B-32."""
+    return os.environ.get("CLIPASSO_SALIENCY_CLIP") or "ViT-B-32"
+
+
 class SketchSettings(BaseModel):
     """Settings of one sketch. Widths are in pixels of the 224-px CLIP canvas (long side)."""
 
@@ -46,7 +51,7 @@ class SketchSettings(BaseModel):
     seed: int = Field(0, ge=0, le=2**31 - 1, description="first seed; the others are seed + 1000, seed + 2000, …")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to compute")
     clip: str = Field(default_factory=default_clip, description="CLIP for the loss: name, weights file or random:ARCH")
-    saliency_clip: str = Field("ViT-B-32", description="CLIP ViT for the saliency map: name, weights file or random:ARCH")
+    saliency_clip: str = Field(default_factory=default_saliency_clip, description="CLIP ViT for the saliency map: name, weights file or random:ARCH")
     width: float = Field(3.0, gt=0, le=50, description="visible stroke width in pixels of the 224-px canvas")
     augmentations: int = Field(4, ge=0, le=16, description="augmented pairs per step beside the plain pair")
     aug_bank: Optional[int] = Field(None, ge=0, le=1024, description="augmentation bank size; 0 = fresh random each step (preset)")
@@ -106,8 +111,3 @@ class SketchSettings(BaseModel):
     @classmethod
     def from_preset(cls, preset: PresetName, **overrides: Any) -> "SketchSettings":
         return cls(preset=preset, **overrides)
-
-
-def explicit_fields(settings: SketchSettings) -> dict[str, Any]:
-    """The fields the caller set (what a preset did not fill), for caching keys and logs."""
-    return settings.model_dump(include=settings.model_fields_set)
