@@ -32,11 +32,11 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto``: fp16 autocast on CUDA (as the reference), fp32 elsewhere (METHOD.md §3: bf16
-    in the sketch's backward loses gradient quality on CPU)."""
-    if precision != "auto":
-        return precision
-    return "fp16" if device.type == "cuda" else "fp32"
+    """``auto`` is fp32 on every device. METHOD.md §3 measured bf16 in the sketch's RN101
+    backward dropping the input-gradient cosine to 0.85, and fp16 has not been validated with
+    real weights; fp32 convolutions on CUDA already run as TF32 in cuDNN. fp16/bf16 stay
+    selectable (benchmarks/iteration.py reports their speed)."""
+    return "fp32" if precision == "auto" else precision
 
 
 def sketch(
@@ -87,7 +87,7 @@ def sketch(
         levels, seeds = settings.stroke_counts, settings.seed_list
         saliency_model = get_clip(settings.saliency_clip, device) if settings.saliency else None
         prob = (
-            start_probabilities(photo, saliency_model, valid=canvas.valid.to(device))
+            start_probabilities(photo, saliency_model, valid=canvas.valid.to(device), min_pixels=max(levels))
             if saliency_model is not None
             else canvas.valid.float() / canvas.valid.sum()
         )

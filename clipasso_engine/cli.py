@@ -179,11 +179,10 @@ def _validation_message(exc: Any) -> str:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .clip_models import available_models, load_clip
+    from .clip_models import available_models, download_clip
 
     if args.download:
-        model = load_clip(args.download, download=True)
-        print(f"{args.download}: ready ({model.source})")
+        print(f"{args.download}: ready at {download_clip(args.download)}")
         return 0
     for m in available_models():
         state = f"present at {m['path']}" if m["present"] else "MISSING"

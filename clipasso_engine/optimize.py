@@ -87,6 +87,7 @@ def optimize(
     points.requires_grad_(True)
     opt = torch.optim.Adam([points], lr=lr, betas=(0.9, 0.999), eps=1e-8)
     main = torch.tensor([g.level == main_level for g in groups], device=device)
+    loss_scale = 1024.0 if loss_fn.precision == "fp16" else 1.0
 
     gen = torch.Generator().manual_seed(seed)          # augmentation draws: deterministic per seed
     A = augmentations
@@ -134,7 +135,8 @@ def optimize(
             history.append({"iteration": it, "loss": float(best_loss[main.cpu()].min())})
 
         opt.zero_grad(set_to_none=False)
-        per_group.sum().backward()
+        # fp16 gradients of a ~1e-2 loss underflow; Adam is blind to a constant gradient scale
+        (per_group.sum() * loss_scale).backward()
         points.grad.mul_(trainable)                     # locked and padding strokes never move
         opt.step()
 

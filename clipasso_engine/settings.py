@@ -67,7 +67,7 @@ class SketchSettings(BaseModel):
     )
     semantic_weight: float = Field(0.1, ge=0, description="weight of 1 - cosine of the CLIP embeddings")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="CLIP arithmetic: auto = fp16 autocast on CUDA, fp32 elsewhere"
+        "auto", description="CLIP arithmetic: auto = fp32; bf16/fp16 autocast are faster, less exact"
     )
 
     @field_validator("levels")

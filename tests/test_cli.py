@@ -52,6 +52,18 @@ def test_console_script_writes_svg_png_json(photo, tmp_path):
     assert len(info["levels"]["10"]) == 10 and info["engine"]["random_weights"] is True
 
 
+def test_random_weights_are_the_same_in_every_process(tmp_path):
+    """Two separate processes with the same seed write the same strokes (random towers are seeded)."""
+    outs = []
+    for name in ("a.svg", "b.svg"):
+        out = tmp_path / name
+        proc = subprocess.run([sys.executable, "-m", "clipasso_engine", "sketch", "-o", str(out), "--strokes", "5", *TINY],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(svg_to_strokes(out.read_bytes())[0])
+    assert outs[0] == outs[1]
+
+
 def test_default_image_and_levels(tmp_path):
     out = tmp_path / "levels.svg"
     assert main(["sketch", "-o", str(out), "--levels", "2,3", "--png", str(tmp_path / "l.png"), *TINY]) == 0

@@ -1,0 +1,461 @@
+"""CLIP image encoders: load by name, file or ``random:ARCH``, and read their inner layers.
+
+Only the image tower of a CLIP model is kept (the text tower is never built or is dropped at
+once): CLIPasso compares images with images. Specs accepted by :func:`load_clip`:
+
+- ``"RN101"``, ``"ViT-B-32"`` (or another OpenAI CLIP name): OpenAI's weights, looked up in
+  ``$CLIPASSO_CLIP_DIR``, ``~/.cache/clip/`` (the ``clip`` package's cache, also open_clip's)
+  and the huggingface cache open_clip downloads into. The network is used only when asked
+  (``download=True``); otherwise a missing file raises :class:`WeightsMissingError` at once.
+- a file path: OpenAI's TorchScript archive (``RN101.pt``), a plain state dict (``torch.save``),
+  or a ``.safetensors`` file; the architecture is read from the tensor shapes.
+- ``"random:RN101"``, ``"random:ViT-B-32"``: the same architecture with random weights, for
+  tests and benchmarks (identical cost, meaningless output).
+- ``"random:tiny-RN"``, ``"random:tiny-ViT"``: tiny towers with the same stage names, for fast tests.
+
+Images enter as ``(B, 3, S, S)`` tensors already passed through :func:`normalize`,
+``S = model.input_size`` (224 for every model here).
+"""
+
+from __future__ import annotations
+
+import glob
+import hashlib
+import math
+import os
+import tempfile
+import threading
+import urllib.request
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import open_clip
+import torch
+from open_clip.model import _build_vision_tower  # builds the image tower alone, no text tower
+from open_clip.modified_resnet import ModifiedResNet
+from open_clip.pretrained import get_pretrained_cfg
+from open_clip.transformer import VisionTransformer
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
+
+# The models `clipasso models` reports on: the loss model and the saliency model (METHOD.md).
+DEFAULT_MODELS = ("RN101", "ViT-B-32")
+
+# Tiny towers for tests: same stage names and input size as the real ones, a few ms per image.
+# vision_cfg as open_clip reads it; 64-wide heads as in OpenAI's models (files do not record heads).
+_TINY = {
+    "tiny-RN": (64, {"layers": (1, 1, 1, 1), "width": 8, "image_size": 224}),
+    "tiny-ViT": (64, {"layers": 3, "width": 128, "patch_size": 32, "image_size": 224}),
+}
+
+_DOWNLOAD_TIMEOUT_S = 30.0
+
+
+def normalize(images: Tensor) -> Tensor:
+    """CLIP's input normalization of ``(B, 3, H, W)`` images in [0, 1] (per-channel mean/std)."""
+    mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
+    std = images.new_tensor(CLIP_STD).view(1, 3, 1, 1)
+    return (images - mean) / std
+
+
+class WeightsMissingError(RuntimeError):
+    """CLIP weights for a named model (or a given file) are nowhere to be found.
+
+    ``file`` is the missing file (``RN101.pt``), ``searched`` every folder or path looked at.
+    """
+
+    def __init__(self, name: str, file: str, searched: Sequence[str]):
+        self.name, self.file, self.searched = name, file, list(searched)
+        named = os.path.basename(file) == file
+        order = (
+            f" (in order: CLIPASSO_CLIP_DIR{'' if os.environ.get('CLIPASSO_CLIP_DIR') else ' (not set)'}, "
+            "the clip package's cache, open_clip's huggingface cache)"
+            if named
+            else ""
+        )
+        super().__init__(
+            f"CLIP weights {file} for model {name} not found. Looked in: {'; '.join(self.searched)}{order}. "
+            f"To get them, run once with network access `clipasso models --download {name}`, "
+            f"or download OpenAI's {os.path.basename(file)} (the file the `clip` package caches in "
+            f"~/.cache/clip/) and pass `--clip /path/{os.path.basename(file)}` or put it in the folder "
+            f"named by CLIPASSO_CLIP_DIR. For tests only, `random:{name}` runs the same architecture "
+            "with random weights."
+        )
+
+
+class ClipImageModel(nn.Module):
+    """A frozen CLIP image tower (eval mode, no parameter gradients; gradients reach the input).
+
+    Attributes: ``spec`` (as asked), ``arch`` ("RN101", "ViT-B-32", "tiny-RN", ...), ``random``
+    (True for random weights), ``source`` (the weights file, or "random"), ``embed_dim``,
+    ``input_size`` (square input side in pixels).
+    """
+
+    def __init__(self, visual: nn.Module, *, spec: str, arch: str, source: str):
+        super().__init__()
+        if not isinstance(visual, (ModifiedResNet, VisionTransformer)):
+            raise TypeError(f"unsupported CLIP image tower {type(visual).__name__}")
+        self.visual = visual.eval().requires_grad_(False)
+        self.spec, self.arch, self.source = spec, arch, source
+        self.random = source == "random"
+        self.embed_dim: int = visual.output_dim
+        size = visual.image_size
+        self.input_size: int = size[0] if isinstance(size, tuple) else int(size)
+
+    @property
+    def is_resnet(self) -> bool:
+        return isinstance(self.visual, ModifiedResNet)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.visual.parameters()).dtype
+
+    def train(self, mode: bool = True) -> "ClipImageModel":
+        """Always stays in eval mode: batch-norm statistics are part of the frozen weights."""
+        return super().train(False)
+
+    def forward(self, images: Tensor) -> Tensor:
+        """Embeddings ``(B, embed_dim)`` of normalized ``(B, 3, S, S)`` images."""
+        return self.visual(images.to(self.dtype))
+
+    def features(
+        self, images: Tensor, taps: Sequence[str] = ("layer2", "layer3")
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """One pass of a ResNet tower: the embedding ``(B, embed_dim)`` and the outputs of the named
+        stages (among "stem", "layer1".."layer4"), e.g. RN101 at 224: layer2 ``(B, 512, 28, 28)``,
+        layer3 ``(B, 1024, 14, 14)``. Differentiable with respect to ``images``."""
+        if not self.is_resnet:
+            raise ValueError(f"feature taps need a ResNet CLIP model; {self.arch} is a ViT")
+        unknown = sorted(set(taps) - set(RESNET_STAGES))
+        if unknown:
+            raise ValueError(f"unknown feature tap(s) {unknown}; valid: {list(RESNET_STAGES)}")
+        x = images.to(self.dtype)
+        out: dict[str, Tensor] = {}
+        for name in RESNET_STAGES:
+            x = getattr(self.visual, name)(x)
+            if name in taps:
+                out[name] = x
+        return self.visual.attnpool(x), out
+
+    def attention_maps(self, images: Tensor) -> Tensor:
+        """ViT only: attention probabilities of every transformer layer, averaged over heads,
+        ``(B, layers, T, T)`` with ``T = 1 + patches`` (token 0 is the class token; patches in
+        row-major order of the patch grid). Row i is where token i attends.
+
+        open_clip calls its attention without returning the weights, so the input of each
+        block's attention (its ``ln_1`` output) is captured with a hook and the softmax(q·kᵀ/√d)
+        is recomputed from the block's own in-projection.
+        """
+        if self.is_resnet:
+            raise ValueError(f"attention maps need a ViT CLIP model; {self.arch} is a ResNet")
+        blocks = self.visual.transformer.resblocks
+        if not all(isinstance(b.attn, nn.MultiheadAttention) for b in blocks):
+            raise ValueError(f"{self.arch}: attention maps need nn.MultiheadAttention blocks")
+        inputs: list[Tensor] = []
+        hooks = [b.attn.register_forward_pre_hook(lambda _m, args: inputs.append(args[0])) for b in blocks]
+        try:
+            self.visual(images.to(self.dtype))
+        finally:
+            for h in hooks:
+                h.remove()
+        return torch.stack([_attention_probs(b.attn, x) for b, x in zip(blocks, inputs)], dim=1)
+
+
+def _attention_probs(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
+    """Self-attention probabilities of ``attn`` on input ``x``, averaged over heads: ``(B, T, T)``."""
+    if not attn.batch_first:
+        x = x.transpose(0, 1)  # (T, B, D) -> (B, T, D)
+    b, t, d = x.shape
+    h = attn.num_heads
+    w, bias = attn.in_proj_weight[: 2 * d], attn.in_proj_bias[: 2 * d]
+    q, k = F.linear(x, w, bias).view(b, t, 2, h, d // h).permute(2, 0, 3, 1, 4)  # 2 × (B, H, T, d/H)
+    probs = torch.softmax(q @ k.transpose(-1, -2) / math.sqrt(d // h), dim=-1)  # (B, H, T, T)
+    return probs.mean(dim=1)  # (B, T, T)
+
+
+# ---------------------------------------------------------------- where weights live
+
+
+def _openai_cfg(name: str) -> dict[str, Any]:
+    """open_clip's record of OpenAI's checkpoint for ``name`` (url, hf_hub), or {} if none."""
+    return get_pretrained_cfg(name, "openai") or {}
+
+
+def _openai_names() -> list[str]:
+    return [n for n in open_clip.list_openai_models() if not n.endswith("-quickgelu")]
+
+
+def _weights_file(name: str) -> str:
+    """OpenAI's file name for a model, as the ``clip`` package caches it: ``RN101.pt``."""
+    return os.path.basename(_openai_cfg(name)["url"])
+
+
+def _clip_dirs() -> list[Path]:
+    """The folders that may hold OpenAI's files, in search order: ``$CLIPASSO_CLIP_DIR`` when
+    set, then ``~/.cache/clip`` (where the ``clip`` package and open_clip's URL download put them)."""
+    env = os.environ.get("CLIPASSO_CLIP_DIR")
+    return ([Path(env).expanduser()] if env else []) + [Path("~/.cache/clip").expanduser()]
+
+
+def _hf_hub_cache() -> Path:
+    """huggingface_hub's cache folder, from the environment at call time (not import time)."""
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
+    return Path(os.environ.get("HF_HOME") or os.path.join(cache, "huggingface")).expanduser() / "hub"
+
+
+def _hf_model_dir(name: str) -> Path | None:
+    """Where open_clip's huggingface download of ``name`` would be cached, if it has one."""
+    repo = _openai_cfg(name).get("hf_hub", "").strip("/")
+    return _hf_hub_cache() / ("models--" + repo.replace("/", "--")) if repo else None
+
+
+def _find_weights(name: str) -> tuple[Path | None, list[str]]:
+    """Local file with OpenAI's weights for ``name`` (or None) and the places searched."""
+    file = _weights_file(name)
+    searched: list[str] = []
+    for folder in _clip_dirs():
+        searched.append(str(folder))
+        if (folder / file).is_file():
+            return folder / file, searched
+    hf_dir = _hf_model_dir(name)
+    if hf_dir is not None:
+        searched.append(str(hf_dir))
+        for pattern in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+            hits = sorted(glob.glob(str(hf_dir / "snapshots" / "*" / pattern)))
+            if hits:
+                return Path(hits[-1]), searched
+    return None, searched
+
+
+def available_models() -> list[dict[str, Any]]:
+    """Which of the default CLIP models have weights on this machine, and where they were sought:
+    ``[{"name", "file", "present", "path", "searched"}]``."""
+    rows = []
+    for name in DEFAULT_MODELS:
+        path, searched = _find_weights(name)
+        rows.append(
+            {
+                "name": name,
+                "file": _weights_file(name),
+                "present": path is not None,
+                "path": str(path) if path else None,
+                "searched": searched,
+            }
+        )
+    return rows
+
+
+def download_clip(name: str, folder: str | os.PathLike[str] | None = None) -> Path:
+    """Download OpenAI's weights for ``name`` into ``folder`` (default: ``$CLIPASSO_CLIP_DIR``,
+    else ``~/.cache/clip``) unless already there; returns the file. Checks the SHA-256 that
+    OpenAI's URL carries; a partial download never takes the final name."""
+    name = _base_name(name)
+    url = _openai_cfg(name).get("url")
+    if not url:
+        raise ValueError(f"no OpenAI weights known for {name!r}; known: {_openai_names()}")
+    target_dir = Path(folder) if folder else _clip_dirs()[0]
+    return _download(url, target_dir / os.path.basename(url), sha256_prefix=url.split("/")[-2])
+
+
+def _download(url: str, target: Path, sha256_prefix: str = "") -> Path:
+    """Fetch ``url`` to ``target`` (with a timeout), verify its SHA-256 starts with the prefix."""
+    if target.is_file() and _sha256(target).startswith(sha256_prefix):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as src:
+            while chunk := src.read(1 << 20):
+                out.write(chunk)
+        digest = _sha256(Path(tmp))
+        if not digest.startswith(sha256_prefix):
+            raise RuntimeError(f"download of {url} is corrupt: SHA-256 {digest}, expected {sha256_prefix}…")
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ---------------------------------------------------------------- building towers
+
+
+def _base_name(name: str) -> str:
+    return name.removesuffix("-quickgelu")
+
+
+def _random_tower(arch: str) -> nn.Module:
+    """An image tower of ``arch`` with random weights, initialized so a random ResNet is useful
+    as a stand-in: open_clip zeroes each bottleneck's last BN scale (``bn3``), which makes the
+    residual branches vanish, and PyTorch's default conv init shrinks the signal about 3× per
+    conv, which leaves RN101's deeper stages near zero (measured: input gradients ~1e-8).
+    He-normal convs and bn3 scales of 0.2 keep every stage's activations O(0.1) and finite."""
+    if arch in _TINY:
+        embed_dim, vision_cfg = _TINY[arch]
+    else:
+        cfg = open_clip.get_model_config(arch + "-quickgelu") or open_clip.get_model_config(arch)
+        if cfg is None:
+            raise ValueError(f"unknown CLIP architecture {arch!r}; {_SPEC_HELP}")
+        embed_dim, vision_cfg = cfg["embed_dim"], cfg["vision_cfg"]
+    # seeded, without touching the caller's random state: the same weights in every process,
+    # so a random-weight run is reproducible across CLI calls and engine restarts
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)
+        if isinstance(visual, ModifiedResNet):
+            for module in visual.modules():
+                if isinstance(module, nn.Conv2d):
+                    nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+            for stage in RESNET_STAGES[1:]:
+                for block in getattr(visual, stage):
+                    nn.init.constant_(block.bn3.weight, 0.2)
+    return visual
+
+
+def _read_state_dict(path: Path) -> dict[str, Tensor]:
+    """Tensors of a weights file: OpenAI's TorchScript archive, ``torch.save`` state dict (also
+    wrapped in ``{"state_dict": ...}`` or with ``module.`` prefixes) or safetensors."""
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        with warnings.catch_warnings():  # torch.jit is deprecated, but OpenAI's files need it
+            warnings.simplefilter("ignore", FutureWarning)
+            return torch.jit.load(str(path), map_location="cpu").state_dict()
+    except RuntimeError:  # not TorchScript: a pickled state dict, tensors only
+        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+    sd = obj.get("state_dict", obj) if isinstance(obj, dict) else None
+    if not isinstance(sd, dict):
+        raise ValueError(f"{path}: not a CLIP weights file (found {type(obj).__name__})")
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+def _vision_cfg_from_state_dict(sd: dict[str, Tensor]) -> tuple[int, dict[str, Any]]:
+    """``(embed_dim, vision_cfg)`` of the image tower whose weights are ``visual.*`` in ``sd``."""
+    if "visual.proj" in sd:  # ViT
+        width, _, patch, _ = sd["visual.conv1.weight"].shape
+        layers = sum(k.startswith("visual.") and k.endswith(".attn.in_proj_weight") for k in sd)
+        grid = round((sd["visual.positional_embedding"].shape[0] - 1) ** 0.5)
+        cfg = {"layers": layers, "width": width, "patch_size": patch, "image_size": patch * grid}
+        return sd["visual.proj"].shape[1], cfg
+    if "visual.attnpool.c_proj.weight" in sd:  # ModifiedResNet
+        blocks = [{k.split(".")[2] for k in sd if k.startswith(f"visual.layer{i}.")} for i in range(1, 5)]
+        layers = tuple(len(b) for b in blocks)
+        grid = round((sd["visual.attnpool.positional_embedding"].shape[0] - 1) ** 0.5)
+        width = sd["visual.layer1.0.conv1.weight"].shape[0]
+        cfg = {"layers": layers, "width": width, "patch_size": None, "image_size": grid * 32}
+        return sd["visual.attnpool.c_proj.weight"].shape[0], cfg
+    raise ValueError("no CLIP image tower (visual.*) in this weights file")
+
+
+def _shape_key(embed_dim: int, vision_cfg: dict[str, Any]) -> tuple:
+    layers = vision_cfg["layers"]
+    layers = tuple(layers) if isinstance(layers, (list, tuple)) else layers
+    return embed_dim, layers, vision_cfg["width"], vision_cfg.get("patch_size"), vision_cfg["image_size"]
+
+
+def _arch_name(embed_dim: int, vision_cfg: dict[str, Any], path: Path) -> str:
+    """The OpenAI model name with this architecture, else the file's name."""
+    key = _shape_key(embed_dim, vision_cfg)
+    for name in _openai_names():
+        cfg = open_clip.get_model_config(name)
+        if cfg and _shape_key(cfg["embed_dim"], cfg["vision_cfg"]) == key:
+            return name
+    return path.stem
+
+
+def _tower_from_file(path: Path) -> tuple[nn.Module, str]:
+    """Image tower with the weights of ``path``, in float32, and its architecture name."""
+    sd = _read_state_dict(path)
+    embed_dim, vision_cfg = _vision_cfg_from_state_dict(sd)
+    visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)  # OpenAI used QuickGELU
+    # OpenAI's files hold many tensors in float16; loading into float32 parameters is exact.
+    visual.load_state_dict({k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")})
+    return visual, _arch_name(embed_dim, vision_cfg, path)
+
+
+_SPEC_HELP = (
+    "valid forms: an OpenAI CLIP name (RN101, ViT-B-32, RN50, ViT-B-16, ViT-L-14, ...), "
+    "a weights file path (/path/RN101.pt), random:RN101, random:ViT-B-32 (random weights, same "
+    "cost), random:tiny-RN or random:tiny-ViT (tiny test models)"
+)
+
+
+def _looks_like_path(spec: str) -> bool:
+    return os.sep in spec or "/" in spec or spec.endswith((".pt", ".pth", ".bin", ".safetensors"))
+
+
+def load_clip(spec: str, device: torch.device | str = "cpu", *, download: bool = False) -> ClipImageModel:
+    """A frozen float32 CLIP image tower for ``spec`` (see the module docstring) on ``device``.
+
+    Never touches the network unless ``download``; missing weights raise
+    :class:`WeightsMissingError` naming the file and every place searched. Unknown specs raise
+    ``ValueError``.
+    """
+    spec = spec.strip()
+    if spec.startswith("random:"):
+        arch = _base_name(spec.removeprefix("random:"))
+        visual, source = _random_tower(arch), "random"
+    elif _looks_like_path(spec) or os.path.isfile(spec):
+        path = Path(spec).expanduser()
+        if not path.is_file():
+            raise WeightsMissingError(path.stem, str(path), [str(path)])
+        visual, arch = _tower_from_file(path)
+        source = str(path.resolve())
+    elif _openai_cfg(spec):
+        name = _base_name(spec)
+        path, searched = _find_weights(name)
+        if path is None:
+            if not download:
+                raise WeightsMissingError(name, _weights_file(name), searched)
+            path = download_clip(name)
+        visual, arch = _tower_from_file(path)
+        source = str(path)
+    else:
+        raise ValueError(f"unknown CLIP model {spec!r}; {_SPEC_HELP}")
+    return ClipImageModel(visual.float(), spec=spec, arch=arch, source=source).to(device)
+
+
+_CACHE: dict[tuple[str, str], ClipImageModel] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_clip(spec: str, device: torch.device | str = "cpu") -> ClipImageModel:
+    """:func:`load_clip` once per (spec, device) for the life of the process: the engine serves
+    many jobs with the same frozen models. Thread-safe; never downloads."""
+    key = (spec.strip(), str(torch.device(device)))
+    with _CACHE_LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = load_clip(spec, device)
+        return _CACHE[key]
+
+
+__all__ = [
+    "CLIP_MEAN",
+    "CLIP_STD",
+    "RESNET_STAGES",
+    "ClipImageModel",
+    "WeightsMissingError",
+    "available_models",
+    "download_clip",
+    "get_clip",
+    "load_clip",
+    "normalize",
+]
