@@ -48,6 +48,7 @@ def sketch(
     init_strokes: Optional[Sequence[Stroke]] = None,
     locked: Sequence[int] = (),
     mask: Optional[ImageInput] = None,
+    download: bool = False,
 ) -> SketchResult:
     """Sketch a photo.
 
@@ -62,6 +63,7 @@ def sketch(
         locked: indices into ``init_strokes`` that stay fixed (drawn, in the loss, never moved).
         mask: foreground mask image (white = keep) for ``settings.mask``; the background of the
             photo is replaced by white before sketching.
+        download: fetch missing OpenAI CLIP weights (once, into the cache); else they must be present.
 
     Returns a SketchResult in photo pixels. Raises ``ImageError`` for unusable images,
     ``WeightsMissingError`` when CLIP weights are absent, ``ValueError`` for bad arguments.
@@ -73,7 +75,7 @@ def sketch(
     device = resolve_device(settings.device)
     photo = _masked(canvas, mask, settings.mask).to(device)
 
-    clip = get_clip(settings.clip, device)
+    clip = get_clip(settings.clip, device, download=download)
     precision = resolve_precision(settings.precision, device)
     loss_fn = ClipassoLoss(clip, settings.geometric_weights, settings.semantic_weight, precision)
     canvas_width = torch.tensor(settings.width)
@@ -85,7 +87,7 @@ def sketch(
         if locked:
             raise ValueError("locked strokes need init_strokes to lock")
         levels, seeds = settings.stroke_counts, settings.seed_list
-        saliency_model = get_clip(settings.saliency_clip, device) if settings.saliency else None
+        saliency_model = get_clip(settings.saliency_clip, device, download=download) if settings.saliency else None
         prob = (
             start_probabilities(photo, saliency_model, valid=canvas.valid.to(device), min_pixels=max(levels))
             if saliency_model is not None

@@ -65,6 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--lock", type=_int_list, help="with --init-svg: indices of strokes that must not move, e.g. 0,3")
     s.add_argument("--png", help="also write the sketch as PNG (one file per level: NAME-<strokes>.png)")
     s.add_argument("--json", dest="json_out", help="also write the strokes JSON")
+    s.add_argument("--no-download", dest="no_download", action="store_true",
+                   help="never fetch missing CLIP weights (by default they are downloaded once, on first use)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
 
     m = sub.add_parser("models", help="which CLIP weights are present and where to put them")
@@ -73,7 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-_SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command"}
+_SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command", "no_download"}
 
 
 def cmd_sketch(args: argparse.Namespace) -> int:
@@ -119,7 +121,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
 
     try:
         result = sketch(image, settings, on_progress=on_progress, init_strokes=init, locked=locked,
-                        mask=getattr(args, "mask_image", None))
+                        mask=getattr(args, "mask_image", None), download=not getattr(args, "no_download", False))
     except torch.cuda.OutOfMemoryError:
         raise CliError("the GPU ran out of memory: lower --seeds, --levels or --augmentations, or use --device cpu") from None
     finally:

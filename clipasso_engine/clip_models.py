@@ -70,7 +70,7 @@ class WeightsMissingError(RuntimeError):
     ``file`` is the missing file (``RN101.pt``), ``searched`` every folder or path looked at.
     """
 
-    def __init__(self, name: str, file: str, searched: Sequence[str]):
+    def __init__(self, name: str, file: str, searched: Sequence[str], download_error: str | None = None):
         self.name, self.file, self.searched = name, file, list(searched)
         named = os.path.basename(file) == file
         order = (
@@ -81,7 +81,8 @@ class WeightsMissingError(RuntimeError):
         )
         super().__init__(
             f"CLIP weights {file} for model {name} not found. Looked in: {'; '.join(self.searched)}{order}. "
-            f"To get them, run once with network access `clipasso models --download {name}`, "
+            + (f"Downloading them failed ({download_error}). " if download_error else "")
+            + f"To get them, run once with network access `clipasso models --download {name}`, "
             f"or download OpenAI's {os.path.basename(file)} (the file the `clip` package caches in "
             f"~/.cache/clip/) and pass `--clip /path/{os.path.basename(file)}` or put it in the folder "
             f"named by CLIPASSO_CLIP_DIR. For tests only, `random:{name}` runs the same architecture "
@@ -262,7 +263,11 @@ def download_clip(name: str, folder: str | os.PathLike[str] | None = None) -> Pa
     if not url:
         raise ValueError(f"no OpenAI weights known for {name!r}; known: {_openai_names()}")
     target_dir = Path(folder) if folder else _clip_dirs()[0]
-    return _download(url, target_dir / os.path.basename(url), sha256_prefix=url.split("/")[-2])
+    try:
+        return _download(url, target_dir / os.path.basename(url), sha256_prefix=url.split("/")[-2])
+    except OSError as exc:   # no network, refused, timeout, disk: say what to do instead
+        reason = getattr(exc, "reason", None) or exc
+        raise WeightsMissingError(name, _weights_file(name), _find_weights(name)[1], f"{url}: {reason}") from None
 
 
 def _download(url: str, target: Path, sha256_prefix: str = "") -> Path:
@@ -437,13 +442,13 @@ _CACHE: dict[tuple[str, str], ClipImageModel] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def get_clip(spec: str, device: torch.device | str = "cpu") -> ClipImageModel:
+def get_clip(spec: str, device: torch.device | str = "cpu", *, download: bool = False) -> ClipImageModel:
     """:func:`load_clip` once per (spec, device) for the life of the process: the engine serves
-    many jobs with the same frozen models. Thread-safe; never downloads."""
+    many jobs with the same frozen models. Thread-safe; downloads only if ``download``."""
     key = (spec.strip(), str(torch.device(device)))
     with _CACHE_LOCK:
         if key not in _CACHE:
-            _CACHE[key] = load_clip(spec, device)
+            _CACHE[key] = load_clip(spec, device, download=download)
         return _CACHE[key]
 
 

@@ -124,7 +124,7 @@ def test_missing_weights_fail_fast_with_directions(photo, tmp_path, capsys, monk
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "real.svg"
-    _fails(["sketch", str(photo), "-o", str(out), "--clip", "RN101", "-q"], capsys, "RN101")
+    _fails(["sketch", str(photo), "-o", str(out), "--clip", "RN101", "--no-download", "-q"], capsys, "RN101.pt")
     assert not out.exists()
 
 
