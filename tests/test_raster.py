@@ -67,7 +67,7 @@ def test_composite_is_one_minus_product():
     half_ink_row = render(a, torch.tensor([[3.0]]), 20, 30)[0, 8, 12]       # 0.5 coverage
     both = torch.cat([a, a], dim=1)
     img = render(both, torch.tensor([[3.0, 3.0]]), 20, 30)[0]
-    assert img[8, 12] == pytest.approx(1 - (1 - half_ink_row) ** 2, abs=1e-5)
+    assert img[8, 12].item() == pytest.approx(1 - (1 - half_ink_row.item()) ** 2, abs=1e-5)
 
 
 def test_tiling_does_not_change_the_picture(gen):
