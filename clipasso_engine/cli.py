@@ -1,4 +1,4 @@
-"""The ``clipasso`` command: ``sketch``, ``models``, ``doctor``.
+"""The ``clipasso`` command: ``sketch``, ``serve``, ``models``, ``doctor``.
 
 Every failure the user can fix ends as one line ``clipasso: error: …`` on stderr and exit
 status 2; output files are written only when the whole job succeeded, each atomically.
@@ -68,14 +68,25 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-download", dest="no_download", action="store_true",
                    help="never fetch missing CLIP weights (by default they are downloaded once, on first use)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    s.add_argument("--engine", metavar="URL", help="compute in a running engine (clipasso serve), e.g. http://127.0.0.1:8765")
 
     m = sub.add_parser("models", help="which CLIP weights are present and where to put them")
     m.add_argument("--download", metavar="NAME", help="download OpenAI weights for NAME (RN101, ViT-B-32) into the cache")
     sub.add_parser("doctor", help="check the installation: Python, torch, devices, CLIP weights")
+
+    v = sub.add_parser("serve", help="run the engine as a local HTTP service (job queue, live preview page)")
+    v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
+    v.add_argument("--port", type=int, default=8765, help="port (default 8765)")
+    v.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where jobs run (default auto)")
+    v.add_argument("--max-queue", dest="max_queue", type=int, default=32, help="jobs that may wait (default 32)")
+    v.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME[:PORT]",
+                   help="also answer to this Host name (the machine's name with a non-loopback --host, "
+                        "or localhost:PORT for an SSH tunnel's local port)")
     return p
 
 
-_SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command", "no_download"}
+_SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command", "no_download",
+                "engine"}
 
 
 def cmd_sketch(args: argparse.Namespace) -> int:
@@ -120,8 +131,11 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     import torch
 
     try:
-        result = sketch(image, settings, on_progress=on_progress, init_strokes=init, locked=locked,
-                        mask=getattr(args, "mask_image", None), download=not getattr(args, "no_download", False))
+        if getattr(args, "engine", None):
+            result = _sketch_remote(args.engine, image, settings, on_progress, init, locked, getattr(args, "mask_image", None))
+        else:
+            result = sketch(image, settings, on_progress=on_progress, init_strokes=init, locked=locked,
+                            mask=getattr(args, "mask_image", None), download=not getattr(args, "no_download", False))
     except torch.cuda.OutOfMemoryError:
         raise CliError("the GPU ran out of memory: lower --seeds, --levels or --augmentations, or use --device cpu") from None
     finally:
@@ -146,6 +160,35 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     if result.random_weights:
         print("clipasso: warning: RANDOM CLIP WEIGHTS were used: this is a test of the machinery, not a real sketch", file=sys.stderr)
     return 0
+
+
+def _sketch_remote(url: str, image: Any, settings: Any, on_progress: Any, init: Any, locked: Any, mask: Any) -> Any:
+    """Run the job in the engine at ``url`` (same progress and outputs as in-process); Ctrl-C
+    cancels it there too."""
+    from .client import EngineClient, EngineError
+    from .result import SketchResult
+
+    try:
+        client = EngineClient(url)
+        job = client.submit(
+            Path(image).read_bytes(),
+            settings.model_dump(mode="json", exclude_unset=True),   # unset fields: the engine's defaults
+            init_strokes=[s.to_json() for s in init] if init else None, locked=locked,
+            mask_bytes=Path(mask).read_bytes() if mask else None,
+        )
+
+        def progress(status: dict) -> None:
+            if status["iteration"]:                  # the engine counts steps done; on_progress gets the step index
+                on_progress(status["iteration"] - 1, status["loss"], None)
+
+        try:
+            data = client.wait(job, on_progress=progress)
+        except KeyboardInterrupt:
+            client.cancel(job)
+            raise
+    except EngineError as exc:
+        raise CliError(f"engine {url}: {exc}") from None
+    return SketchResult.from_json(data)
 
 
 def _progress_bar(total: int) -> Any:
@@ -178,6 +221,12 @@ def _validation_message(exc: Any) -> str:
         where = ".".join(str(x) for x in err["loc"]) or "settings"
         parts.append(f"--{where.replace('_', '-')}: {err['msg']}")
     return "bad settings: " + "; ".join(parts)
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .server.run import serve
+
+    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts)
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -215,7 +264,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"sketch": cmd_sketch, "models": cmd_models, "doctor": cmd_doctor}
+    handlers = {"sketch": cmd_sketch, "models": cmd_models, "doctor": cmd_doctor, "serve": cmd_serve}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -83,6 +83,25 @@ class SketchResult:
             "engine": self.engine,
         }
 
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "SketchResult":
+        """Inverse of :meth:`to_json` (e.g. a result from the engine's HTTP API); the main
+        strokes are the most detailed level. Raises ``ValueError`` on malformed strokes."""
+        levels = {int(n): [Stroke.from_json(s) for s in strokes] for n, strokes in data["levels"].items()}
+        if not levels:
+            raise ValueError("the strokes JSON has no levels")
+        return cls(
+            strokes=levels[max(levels)],
+            levels=levels,
+            width=int(data["width"]),
+            height=int(data["height"]),
+            loss=data.get("loss"),
+            seed=int(data["seed"]),
+            history=list(data.get("history", [])),
+            engine=dict(data.get("engine", {})),
+            level_meta={int(n): meta for n, meta in data.get("level_info", {}).items()},
+        )
+
     def render(self, level: Optional[int] = None) -> np.ndarray:
         """The sketch as our rasterizer draws it: ``(height, width)`` uint8 grey, white paper."""
         from .raster import render

@@ -1,0 +1,227 @@
+"""A client for the clipasso engine's HTTP API, on the standard library alone.
+
+This one file is also copied beside the Inkscape extension, whose Python has no torch, no
+requests and no PIL and may be as old as 3.8. So: standard library only, no imports from the
+engine package, Python 3.8 syntax.
+
+    client = EngineClient()                      # http://127.0.0.1:8765, token from the config dir
+    job = client.submit(png_bytes, {"strokes": 16, "preset": "fast"})
+    result = client.wait(job, on_progress=lambda status: print(status["iteration"]))
+    result["levels"]["16"][0]["points"]          # 4 control points in photo pixels
+
+Every failure raises :class:`EngineError` with the engine's own message (what to do);
+:class:`EngineUnavailable` when nothing answers at the URL.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
+
+DEFAULT_URL = "http://127.0.0.1:8765"
+APP_NAME = "clipasso"
+TERMINAL_STATES = ("done", "failed", "cancelled")
+
+
+class EngineError(Exception):
+    """The engine refused a request or a job ended without a result. ``status``: the HTTP
+    status (None when no response came); ``job``: the job's last status, when there was one."""
+
+    def __init__(self, message: str, status: Optional[int] = None, job: Optional[Dict[str, Any]] = None):
+        super().__init__(message)
+        self.status = status
+        self.job = job
+
+
+class EngineUnavailable(EngineError):
+    """Nothing answers at the engine URL (not started, wrong port, or unreachable host)."""
+
+
+def config_dir() -> str:
+    """The clipasso config folder: ``$CLIPASSO_CONFIG_DIR`` if set, else platformdirs'
+    ``user_config_dir("clipasso")`` (the engine's rule), computed here without platformdirs."""
+    override = os.environ.get("CLIPASSO_CONFIG_DIR")
+    if override:
+        return os.path.expanduser(override)
+    return platform_config_dir(sys.platform)
+
+
+def platform_config_dir(platform: str) -> str:
+    """platformdirs' user config dir of "clipasso" for ``platform`` (a ``sys.platform`` value):
+    Windows ``%LOCALAPPDATA%\\clipasso\\clipasso``; macOS ``$XDG_CONFIG_HOME/clipasso`` when that
+    is an absolute path, else ``~/Library/Application Support/clipasso``; elsewhere
+    ``$XDG_CONFIG_HOME/clipasso`` when absolute, else ``~/.config/clipasso``."""
+    if platform == "win32":
+        base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
+        return os.path.join(os.path.normpath(base), APP_NAME, APP_NAME)
+    xdg = os.environ.get("XDG_CONFIG_HOME", "")
+    if xdg.startswith("/"):
+        return os.path.join(xdg, APP_NAME)
+    default = "~/Library/Application Support" if platform == "darwin" else "~/.config"
+    return os.path.join(os.path.expanduser(default), APP_NAME)
+
+
+def read_token(config_dir_path: Optional[str] = None) -> str:
+    """The engine's access token: ``$CLIPASSO_TOKEN`` if set (e.g. for a remote engine), else
+    the ``token`` file in ``config_dir_path`` (default :func:`config_dir`), which the engine
+    writes on its first start."""
+    env = os.environ.get("CLIPASSO_TOKEN")
+    if env:
+        return env.strip()
+    path = os.path.join(config_dir_path or config_dir(), "token")
+    try:
+        with open(path, encoding="utf-8") as f:
+            token = f.read().strip()
+    except OSError:
+        raise EngineError(
+            "no engine token at {}: start the engine once (`clipasso serve`) to create it, "
+            "or set CLIPASSO_TOKEN to the token of a remote engine".format(path)
+        ) from None
+    if not token:
+        raise EngineError("the engine token file {} is empty: delete it and restart the engine".format(path))
+    return token
+
+
+class EngineClient:
+    """Talks to one engine. ``url``: its base URL; ``token``: default :func:`read_token`;
+    ``timeout``: seconds per HTTP request (not per job: see :meth:`wait`)."""
+
+    def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0):
+        self.url = url.rstrip("/")
+        self.token = token if token is not None else read_token()
+        self.timeout = timeout
+
+    def health(self) -> Dict[str, Any]:
+        """``{"status": "ok", "version", "device", "queued", "running", ...}``."""
+        return self._request("GET", "/v1/health")
+
+    def submit(
+        self,
+        image_bytes: bytes,
+        settings: Optional[Dict[str, Any]] = None,
+        init_strokes: Optional[Sequence[Dict[str, Any]]] = None,
+        locked: Optional[Sequence[int]] = None,
+        mask_bytes: Optional[bytes] = None,
+    ) -> str:
+        """Queue a sketch of an encoded image (PNG, JPEG, WebP); returns the job id. ``settings``:
+        SketchSettings fields (unset ones take the engine's defaults); ``init_strokes``: strokes
+        JSON to start from, ``locked``: indices of those that stay fixed; ``mask_bytes``: an
+        encoded foreground mask for ``settings["mask"]``."""
+        body = {"image": base64.b64encode(image_bytes).decode("ascii"), "settings": dict(settings or {})}
+        if init_strokes is not None:
+            body["init_strokes"] = list(init_strokes)
+        if locked:
+            body["locked"] = list(locked)
+        if mask_bytes is not None:
+            body["mask"] = base64.b64encode(mask_bytes).decode("ascii")
+        return self._request("POST", "/v1/jobs", body)["id"]
+
+    def status(self, job_id: str, preview: bool = True) -> Dict[str, Any]:
+        """The job's state, iteration, iterations, loss, eta_s, error and (with ``preview``) the
+        SVG of its current strokes."""
+        query = "" if preview else "?preview=false"
+        return self._request("GET", "/v1/jobs/{}{}".format(job_id, query))
+
+    def result(self, job_id: str) -> Dict[str, Any]:
+        """The strokes JSON of a finished job (``width``, ``height``, ``levels``, ``seed``, ...)."""
+        return self._request("GET", "/v1/jobs/{}/result".format(job_id))
+
+    def cancel(self, job_id: str) -> Dict[str, Any]:
+        """Cancel a job (a queued one at once, a running one within one iteration); its status."""
+        return self._request("DELETE", "/v1/jobs/{}".format(job_id))
+
+    def jobs(self) -> List[Dict[str, Any]]:
+        """Every job the engine still remembers, newest first (no preview SVGs)."""
+        return self._request("GET", "/v1/jobs")["jobs"]
+
+    def wait(
+        self,
+        job_id: str,
+        on_progress: Optional[Callable[[Dict[str, Any]], None]] = None,
+        poll: float = 0.5,
+        timeout: Optional[float] = None,
+    ) -> Dict[str, Any]:
+        """Poll until the job ends; return its strokes JSON. ``on_progress(status)`` gets each
+        status seen. Raises :class:`EngineError` when the job failed or was cancelled (with the
+        engine's message), or after ``timeout`` seconds (the job keeps running)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.status(job_id, preview=False)
+            if on_progress is not None:
+                on_progress(status)
+            if status["state"] in TERMINAL_STATES:
+                return self._finished(job_id, status)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise EngineError(
+                    "job {} is still {} after {:.0f} s; it keeps running in the engine".format(job_id, status["state"], timeout),
+                    job=status,
+                )
+            time.sleep(poll)
+
+    def events(self, job_id: str) -> Iterator[Dict[str, Any]]:
+        """The job's status as the engine pushes it (Server-Sent Events): one dict per change,
+        the last one in a final state."""
+        req = self._prepare("GET", "/v1/jobs/{}/events".format(job_id), None)
+        req.add_header("Accept", "text/event-stream")
+        with self._open(req) as resp:
+            data: List[str] = []
+            for raw in resp:
+                line = raw.decode("utf-8").rstrip("\r\n")
+                if line.startswith("data:"):
+                    data.append(line[5:].lstrip(" "))
+                elif not line and data:
+                    status = json.loads("\n".join(data))
+                    data = []
+                    yield status
+                    if status.get("state") in TERMINAL_STATES:
+                        return
+
+    def _finished(self, job_id: str, status: Dict[str, Any]) -> Dict[str, Any]:
+        if status["state"] == "done":
+            return self.result(job_id)
+        if status["state"] == "cancelled":
+            raise EngineError("job {} was cancelled".format(job_id), job=status)
+        raise EngineError(status.get("error") or "job {} failed".format(job_id), job=status)
+
+    def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
+        with self._open(self._prepare(method, path, body)) as resp:
+            return json.loads(resp.read().decode("utf-8"))
+
+    def _prepare(self, method: str, path: str, body: Optional[Dict[str, Any]]) -> urllib.request.Request:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        req = urllib.request.Request(self.url + path, data=data, method=method)
+        req.add_header("Authorization", "Bearer " + self.token)
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        return req
+
+    def _open(self, req: urllib.request.Request) -> Any:
+        # No proxies: the engine is usually on loopback, and a system proxy would see the token.
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        try:
+            return opener.open(req, timeout=self.timeout)
+        except urllib.error.HTTPError as exc:
+            raise EngineError(_error_detail(exc), status=exc.code) from None
+        except (urllib.error.URLError, ConnectionError, socket.timeout) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise EngineUnavailable(
+                "no clipasso engine answers at {} ({}): start it with `clipasso serve`".format(self.url, reason)
+            ) from None
+
+
+def _error_detail(exc: urllib.error.HTTPError) -> str:
+    """The engine's ``{"detail": "..."}`` message, else the HTTP status line."""
+    try:
+        detail = json.loads(exc.read().decode("utf-8")).get("detail")
+    except (ValueError, AttributeError, OSError):
+        detail = None
+    if isinstance(detail, str) and detail:
+        return detail
+    return "the engine answered HTTP {} {}".format(exc.code, exc.reason)

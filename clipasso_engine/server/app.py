@@ -1,0 +1,224 @@
+"""The FastAPI app: /v1 endpoints over a ``JobQueue``, the preview page at ``/``.
+
+Endpoints stay thin: checking uploads is ``intake``, running jobs is ``jobs``, tokens and Host
+checks are ``auth``. Every refusal is ``{"detail": "<what is wrong and what to do>"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from contextlib import asynccontextmanager
+from importlib import resources
+from pathlib import Path
+from typing import Any, AsyncIterator
+
+from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .. import __version__
+from ..clip_models import available_models
+from ..settings import default_clip, default_saliency_clip
+from .auth import HostCheck, TokenCheck
+from .intake import work_from_request
+from .jobs import TERMINAL, Job, JobNotFound, JobQueue, QueueFull
+from .models import Health, JobCreated, JobList, JobRequest, JobStatus, Models, ResultBody
+
+MAX_BODY_BYTES = 30 * 2**20          # a ~22 MB image as base64, plus settings
+SSE_KEEPALIVE_S = 15.0               # a comment line now and then keeps proxies and clients from timing out
+SSE_MIN_INTERVAL_S = 0.2             # progress arrives every step; coalesce it for the stream
+STATIC = Path(str(resources.files("clipasso_engine") / "server" / "static"))
+PAGE_HEADERS = {
+    # the page only talks to this engine and never runs scripts from elsewhere or from the SVGs
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
+                               "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-cache",
+}
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"description": "no token, or a wrong one"},
+    404: {"description": "no such job"},
+}
+
+
+def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+    """The engine's ASGI app. ``queue`` starts and stops with the app; ``token`` guards /v1;
+    ``hosts``: accepted Host header values (``auth.allowed_hosts``)."""
+    started = time.time()
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        queue.start()
+        yield
+        await asyncio.to_thread(queue.stop)
+
+    app = FastAPI(title="clipasso engine", version=__version__, lifespan=lifespan,
+                  description="Photo → abstract line sketch of a few Bézier strokes (CLIPasso). Every /v1 call "
+                              "needs `Authorization: Bearer <token>` (the file `token` in the config folder).")
+    api = APIRouter(prefix="/v1", dependencies=[Depends(TokenCheck(token))], responses=ERRORS)
+
+    @api.post("/jobs", status_code=202, response_model=JobCreated,
+              responses={413: {"description": "upload too large"}, 422: {"description": "bad image or settings"},
+                         429: {"description": "queue full"}})
+    def submit(body: JobRequest) -> JobCreated:
+        """Queue a sketch (answered at once, from the cache, when the same job ran before)."""
+        job = queue.submit(work_from_request(body))
+        return JobCreated(id=job.id, state=job.state, cached=job.cached)  # type: ignore[arg-type]
+
+    @api.get("/jobs", response_model=JobList)
+    def list_jobs() -> JobList:
+        """Every job still remembered, newest first (for the preview page)."""
+        return JobList(jobs=[JobStatus(**queue.snapshot(j, preview=False)) for j in queue.jobs()])
+
+    @api.get("/jobs/{job_id}", response_model=JobStatus)
+    def job_status(job_id: str, preview: bool = True) -> JobStatus:
+        """State, progress, loss, ETA and (unless ``preview=false``) the SVG of the current strokes."""
+        return JobStatus(**queue.snapshot(queue.get(job_id), preview=preview))
+
+    @api.get("/jobs/{job_id}/result", responses={200: {"model": ResultBody}, 409: {"description": "not done"}})
+    def job_result(job_id: str) -> JSONResponse:
+        """The strokes JSON of a finished job (``SketchResult.to_json()``)."""
+        job = queue.get(job_id)
+        if job.state != "done" or job.result is None:
+            why = f": {job.error}" if job.error else ""
+            raise HTTPException(409, f"job {job_id} is {job.state}{why}; a result exists only once it is done")
+        return JSONResponse(job.result)
+
+    @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
+             responses={200: {"content": {"text/event-stream": {}}, "description": "`event: status` with JobStatus data"}})
+    async def job_events(job_id: str) -> StreamingResponse:
+        """Server-Sent Events: the job's status (as ``GET /v1/jobs/{id}``) whenever it changes,
+        at most every 0.2 s, until it ends."""
+        job = queue.get(job_id)
+        return StreamingResponse(_events(queue, job), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+    @api.delete("/jobs/{job_id}", response_model=JobStatus)
+    def cancel(job_id: str) -> JobStatus:
+        """Cancel: a queued job at once, a running one before its next step. Finished jobs stay as they are."""
+        return JobStatus(**queue.snapshot(queue.cancel(job_id), preview=False))
+
+    @api.get("/health", response_model=Health)
+    def health() -> Health:
+        waiting, running = queue.counts()
+        return Health(version=__version__, device=queue.device, queued=waiting, running=running,
+                      max_queued=queue.max_queued, clip=default_clip(), saliency_clip=default_saliency_clip(),
+                      uptime_s=round(time.time() - started, 1))
+
+    @api.get("/models", response_model=Models)
+    def models() -> Models:
+        """Default models, models in memory, and which OpenAI weights files are present."""
+        return Models(clip=default_clip(), saliency_clip=default_saliency_clip(),
+                      loaded=queue.loaded_models(), weights=available_models())
+
+    app.include_router(api)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.exception_handler(JobNotFound)
+    async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
+        return JSONResponse({"detail": exc.args[0]}, 404)
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(_: Request, exc: QueueFull) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 429, headers={"Retry-After": "5"})
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return JSONResponse({"detail": validation_message(exc.errors())}, 422)
+
+    app.add_middleware(BodyLimit, max_bytes=max_body)
+    app.add_middleware(HostCheck, allowed=hosts)          # outermost: runs first
+    return app
+
+
+def validation_message(errors: Any) -> str:
+    """pydantic's error list as one line: ``settings.strokes: Input should be ... ; ...``."""
+    parts = []
+    for err in errors:
+        loc = [str(x) for x in err.get("loc", ()) if x != "body"]
+        where = ".".join(loc) or "request body"
+        msg = err.get("msg", "invalid")
+        if err.get("type") == "json_invalid":
+            where, msg = "request body", f"not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})"
+        parts.append(f"{where}: {msg}")
+    return "; ".join(parts) + " (the request format is in /docs)"
+
+
+async def _events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
+    with queue.listen(job) as changed:
+        while True:
+            changed.clear()
+            status = queue.snapshot(job)
+            sent = time.monotonic()
+            yield f"event: status\ndata: {json.dumps(status)}\n\n"
+            if status["state"] in TERMINAL:
+                return
+            while True:
+                try:
+                    await asyncio.wait_for(changed.wait(), SSE_KEEPALIVE_S)
+                    break
+                except asyncio.TimeoutError:
+                    yield ": keepalive\n\n"
+            # coalesce progress, but never hold back the end of the job
+            while job.state not in TERMINAL and time.monotonic() < sent + SSE_MIN_INTERVAL_S:
+                changed.clear()
+                try:
+                    await asyncio.wait_for(changed.wait(), sent + SSE_MIN_INTERVAL_S - time.monotonic())
+                except asyncio.TimeoutError:
+                    break
+
+
+class BodyLimit:
+    """ASGI middleware: refuse request bodies over ``max_bytes`` with 413, by Content-Length
+    before reading anything, else while reading (chunked uploads); the app then gets the body
+    from a buffer. Our own, since FastAPI's body limit exists only in recent releases."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            await self._refuse(int(declared), scope, receive, send)
+            return
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            more = message.get("more_body", False)
+            if size > self.max_bytes:
+                await self._refuse(size, scope, receive, send)
+                return
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()             # after the body: wait for the disconnect
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+    async def _refuse(self, size: int, scope: Scope, receive: Receive, send: Send) -> None:
+        detail = (f"the request is {size / 2**20:.1f} MB (or more); the engine accepts up to "
+                  f"{self.max_bytes / 2**20:.0f} MB of base64: send a smaller or more compressed image (JPEG)")
+        # Connection: close, as the unread rest of the body must not be taken for a next request
+        await JSONResponse({"detail": detail}, 413, headers={"Connection": "close"})(scope, receive, send)

@@ -1,0 +1,101 @@
+"""Request and response bodies of the HTTP API (they are its documentation in /docs)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Optional
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..settings import MAX_STROKES, SketchSettings
+
+JobState = Literal["queued", "running", "done", "failed", "cancelled"]
+
+
+class StrokeBody(BaseModel):
+    """One cubic Bézier stroke in photo pixels (origin top-left), as in the strokes JSON."""
+
+    points: list[tuple[float, float]] = Field(..., min_length=4, max_length=4, description="4 control points [x, y]")
+    width: float = Field(3.0, description="full stroke width in photo pixels")
+    color: str = Field("#000000", description="'#rrggbb'")
+    opacity: float = Field(1.0, description="0 to 1")
+
+
+class JobRequest(BaseModel):
+    """A sketch to make. Settings left out take the engine's defaults (preset ``standard``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    image: str = Field(..., description="the photo: base64 of a PNG, JPEG or WebP file (a data: URI is accepted)")
+    settings: SketchSettings = Field(default_factory=SketchSettings, description="SketchSettings fields")
+    init_strokes: Optional[list[StrokeBody]] = Field(
+        None, max_length=MAX_STROKES, description="start from these strokes (photo pixels) instead of the saliency start"
+    )
+    locked: list[int] = Field(default_factory=list, max_length=MAX_STROKES, description="indices of init_strokes that stay fixed")
+    mask: Optional[str] = Field(None, description="foreground mask (white = keep), base64 image of the photo's size; for settings.mask")
+
+
+class JobCreated(BaseModel):
+    id: str
+    state: JobState
+    cached: bool = Field(description="true when an identical earlier job answered at once")
+
+
+class JobStatus(BaseModel):
+    """Where a job stands. Times are Unix seconds; ``iteration`` counts steps done of ``iterations``."""
+
+    id: str
+    state: JobState
+    created: float
+    started: Optional[float] = None
+    finished: Optional[float] = None
+    queue_position: Optional[int] = Field(None, description="jobs ahead of this one while queued (0: next)")
+    iteration: int = 0
+    iterations: int
+    progress: float = Field(0.0, description="0 to 1")
+    loss: Optional[float] = None
+    eta_s: Optional[float] = Field(None, description="seconds left at the current pace (early stop may end sooner)")
+    elapsed_s: Optional[float] = None
+    width: int = Field(description="photo width in pixels")
+    height: int = Field(description="photo height in pixels")
+    strokes: list[int] = Field(description="stroke count of each abstraction level")
+    clip: str
+    cached: bool = False
+    cancel_requested: bool = False
+    error: Optional[str] = Field(None, description="why the job failed, and what to do")
+    preview_svg: Optional[str] = Field(None, description="SVG of the current strokes (photo pixels); the sketch once done")
+
+
+class JobList(BaseModel):
+    jobs: list[JobStatus] = Field(description="newest first, without preview SVGs")
+
+
+class ResultBody(BaseModel):
+    """The strokes JSON (``SketchResult.to_json()``)."""
+
+    width: int
+    height: int
+    levels: dict[str, list[StrokeBody]] = Field(description="stroke count → strokes, photo pixels")
+    level_info: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    seed: int
+    loss: Optional[float]
+    history: list[dict[str, Any]] = Field(default_factory=list)
+    engine: dict[str, Any] = Field(default_factory=dict)
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    version: str
+    device: str = Field(description="where jobs with device 'auto' run")
+    queued: int
+    running: int
+    max_queued: int
+    clip: str = Field(description="default CLIP model for the loss")
+    saliency_clip: str = Field(description="default CLIP model for the saliency map")
+    uptime_s: float
+
+
+class Models(BaseModel):
+    clip: str = Field(description="default CLIP model for the loss")
+    saliency_clip: str = Field(description="default CLIP model for the saliency map")
+    loaded: list[str] = Field(description="models this engine has used and keeps in memory")
+    weights: list[dict[str, Any]] = Field(description="OpenAI weights files: present or not, where they were looked for")

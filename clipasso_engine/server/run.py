@@ -1,0 +1,62 @@
+"""``clipasso serve``: bind the socket, make sure the token exists, run uvicorn until stopped."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import sys
+from typing import Sequence
+
+import uvicorn
+
+from .. import __version__
+from ..api import resolve_device
+from .app import create_app
+from .auth import allowed_hosts, config_dir, is_loopback, load_or_create_token
+from .jobs import JobQueue
+
+
+def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
+          max_queued: int = 32, allow_hosts: Sequence[str] = ()) -> int:
+    """Run the engine in the foreground until interrupted; returns the exit status. Raises
+    ``OSError`` when the address cannot be bound, ``ValueError`` for an absent device."""
+    dev = resolve_device(device).type
+    if not is_loopback(host):
+        print(f"clipasso: warning: listening on {host}: other machines can reach this engine. They still need "
+              "the token, which travels unencrypted over plain HTTP: use a trusted network or an SSH tunnel.",
+              file=sys.stderr)
+    folder = config_dir()
+    token = load_or_create_token(folder)
+    sock = _bind(host, port)
+    port = sock.getsockname()[1]
+    url = f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    print(f"clipasso engine {__version__} on {url} (device {dev}); token in {folder / 'token'}", file=sys.stderr)
+    # the preview link carries the token in its fragment (never sent to a server): only for a person at a terminal
+    page = f"{url}/#token={token}" if sys.stderr.isatty() else f"{url}/ (it asks for the token)"
+    print(f"live preview: {page}", file=sys.stderr)
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    app = create_app(JobQueue(dev, max_queued=max_queued), token, allowed_hosts(host, port, allow_hosts))
+    # no access log: the preview page polls twice a second; jobs log their own start and end
+    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=3)
+    uvicorn.Server(config).run(sockets=[sock])
+    return 0
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    """A listening TCP socket. Made with proto IPPROTO_TCP (not 0, as ``socket.create_server``
+    does) because asyncio sets TCP_NODELAY only on such sockets' connections; without it every
+    small response waits ~40 ms for a delayed ACK."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             proto=socket.IPPROTO_TCP)[0]
+        sock = socket.socket(family, kind, proto)
+        if os.name == "posix":                   # restart at once after a stop (TIME_WAIT); unsafe on Windows
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(128)
+        return sock
+    except OSError as exc:
+        raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): another engine may already run "
+                      f"there (try http://{host}:{port}/v1/health), or choose another --port") from None

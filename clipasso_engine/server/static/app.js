@@ -1,0 +1,158 @@
+// Live preview of the engine's jobs. Plain JS, no build step.
+// The page is static and holds no secret: the token comes from the URL fragment (#token=…, which
+// browsers never send to a server) or from the user, and stays in this browser's localStorage.
+// EventSource cannot send an Authorization header, so the page polls the JSON API instead.
+"use strict";
+
+const TOKEN_KEY = "clipasso.token";
+const POLL_MS = 500;
+const $ = (id) => document.getElementById(id);
+
+let token = null;
+let selected = null;        // id of the job shown on the right
+let userPicked = false;     // once the user clicks a job, stop following the newest running one
+let shownSvg = null;
+let shownUrl = null;
+let tick = 0;
+let busy = false;
+
+function takeToken() {
+  const match = /(?:^#|&)token=([^&]*)/.exec(location.hash);
+  if (match) {
+    localStorage.setItem(TOKEN_KEY, decodeURIComponent(match[1]));
+    history.replaceState(null, "", location.pathname + location.search);  // keep it out of bookmarks
+  }
+  token = localStorage.getItem(TOKEN_KEY);
+  if (!token) askToken("This engine needs its token (the file token in its config folder).");
+}
+
+function askToken(why) {
+  $("token-why").textContent = why;
+  $("token-form").hidden = false;
+}
+
+class Unauthorized extends Error {}
+
+async function api(method, path) {
+  const resp = await fetch(path, { method, cache: "no-store", headers: { Authorization: "Bearer " + token } });
+  const body = await resp.json().catch(() => ({}));
+  if (resp.status === 401) throw new Unauthorized(body.detail || "wrong token");
+  if (!resp.ok) throw new Error(body.detail || resp.status + " " + resp.statusText);
+  return body;
+}
+
+function seconds(s) {
+  if (s === null || s === undefined) return "–";
+  if (s < 60) return s.toFixed(0) + " s";
+  if (s < 3600) return Math.floor(s / 60) + " min " + String(Math.floor(s % 60)).padStart(2, "0") + " s";
+  return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + " min";
+}
+
+function renderHealth(h) {
+  $("health").textContent = `v${h.version} on ${h.device} · ${h.running} running, ${h.queued} waiting`;
+}
+
+function renderList(jobs) {
+  const body = $("jobs");
+  body.replaceChildren();
+  $("no-jobs").hidden = jobs.length > 0;
+  for (const job of jobs) {
+    const row = document.createElement("tr");
+    row.dataset.id = job.id;
+    row.classList.toggle("selected", job.id === selected);
+    const state = document.createElement("span");
+    state.className = "state " + job.state;
+    state.textContent = job.state;
+    const cells = [
+      state,
+      job.id.slice(0, 8),
+      job.strokes.join(", "),
+      Math.round(job.progress * 100) + " %",
+      job.started ? new Date(job.started * 1000).toLocaleTimeString() : "–",
+    ];
+    for (const content of cells) {
+      const td = document.createElement("td");
+      td.append(content);
+      row.append(td);
+    }
+    row.addEventListener("click", () => { selected = job.id; userPicked = true; refresh(true); });
+    body.append(row);
+  }
+  if (!userPicked) {
+    const running = jobs.find((j) => j.state === "running") || jobs[0];
+    if (running) selected = running.id;
+  }
+}
+
+function renderJob(job) {
+  $("detail").hidden = false;
+  $("job-id").textContent = job.id.slice(0, 8);
+  $("state").textContent = job.cancel_requested && job.state === "running" ? "cancelling" : job.state;
+  $("state").className = "state " + job.state;
+  $("progress").value = job.progress;
+  $("iteration").textContent = `${job.iteration} / ${job.iterations}`;
+  $("loss").textContent = job.loss === null ? "–" : job.loss.toFixed(5);
+  $("eta").textContent = job.state === "running" ? seconds(job.eta_s) : job.state === "done" ? "finished" : "–";
+  $("clip").textContent = job.clip;
+  $("error").hidden = !job.error;
+  $("error").textContent = job.error || "";
+  $("cancel").disabled = !(job.state === "queued" || job.state === "running") || job.cancel_requested;
+  showSvg(job.preview_svg);
+}
+
+// An SVG shown through <img> can run no script, whatever it contains.
+function showSvg(svg) {
+  if (!svg || svg === shownSvg) return;
+  const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
+  $("preview").src = url;
+  if (shownUrl) URL.revokeObjectURL(shownUrl);
+  shownSvg = svg;
+  shownUrl = url;
+}
+
+async function refresh(listToo) {
+  if (!token || busy) return;
+  busy = true;
+  try {
+    if (listToo || tick % 2 === 0) {
+      const [health, list] = await Promise.all([api("GET", "/v1/health"), api("GET", "/v1/jobs")]);
+      renderHealth(health);
+      renderList(list.jobs);
+    }
+    if (selected) renderJob(await api("GET", `/v1/jobs/${selected}`));
+  } catch (err) {
+    if (err instanceof Unauthorized) {
+      token = null;
+      askToken("The engine refused the token (" + err.message + "). Paste the current one.");
+    } else {
+      $("health").textContent = "engine unreachable: " + err.message;
+    }
+  } finally {
+    busy = false;
+    tick += 1;
+  }
+}
+
+$("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  token = $("token-input").value.trim();
+  if (!token) return;
+  localStorage.setItem(TOKEN_KEY, token);
+  $("token-form").hidden = true;
+  refresh(true);
+});
+
+$("cancel").addEventListener("click", async () => {
+  if (!selected) return;
+  $("cancel").disabled = true;
+  try {
+    renderJob(await api("DELETE", `/v1/jobs/${selected}`));
+  } catch (err) {
+    $("error").hidden = false;
+    $("error").textContent = "cancel failed: " + err.message;
+  }
+});
+
+takeToken();
+refresh(true);
+setInterval(refresh, POLL_MS);
