@@ -1,0 +1,275 @@
+"""What every CLIPasso menu entry shares: the user's config, reaching (or starting) the
+engine, running one job, and turning every failure into a message for the designer.
+
+Runs inside Inkscape's own Python: inkex, lxml and the standard library only. Inkscape shows
+anything on stderr in a modal dialog (which hangs headless runs), so nothing here prints: the
+one message a run may show is the ``inkex.AbortExtension`` that ends it.
+"""
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.parse
+from typing import Any, Dict, List, Optional, Sequence
+
+import inkex
+
+from clipasso_client import DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, config_dir, read_token
+
+CONFIG_FILE = "config.json"
+ENGINE_LOG = "engine.log"
+ENGINE_PID = "engine.pid"
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelled
+DEFAULT_START_TIMEOUT = 180.0  # seconds a fresh engine may take to answer (torch import, first load)
+INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
+
+
+class Config:
+    """The user's settings from ``<config dir>/config.json`` (written by install.py), with
+    defaults for whatever is missing.
+
+    ``engine_url``: where the engine listens; ``engine_python``: the interpreter that has
+    ``clipasso_engine`` installed (used to start the engine); ``token_path``: the engine's
+    token file; ``job_timeout``/``start_timeout``: seconds.
+    """
+
+    def __init__(self, folder: str, values: Dict[str, Any]):
+        self.folder = folder
+        self.path = os.path.join(folder, CONFIG_FILE)
+        self.engine_url = str(values.get("engine_url") or DEFAULT_URL).rstrip("/")
+        self.engine_python = values.get("engine_python") or None
+        self.token_path = str(values.get("token_path") or os.path.join(folder, "token"))
+        self.job_timeout = float(values.get("job_timeout") or DEFAULT_JOB_TIMEOUT)
+        self.start_timeout = float(values.get("start_timeout") or DEFAULT_START_TIMEOUT)
+
+    @property
+    def log_path(self) -> str:
+        return os.path.join(self.folder, ENGINE_LOG)
+
+    @classmethod
+    def load(cls) -> "Config":
+        folder = config_dir()
+        path = os.path.join(folder, CONFIG_FILE)
+        try:
+            with open(path, encoding="utf-8") as handle:
+                values = json.load(handle)
+        except FileNotFoundError:
+            values = {}
+        except (OSError, ValueError) as exc:
+            raise inkex.AbortExtension(
+                "The CLIPasso settings file {} cannot be read ({}). Fix or delete it, then {}.".format(path, exc, INSTALL_HINT)
+            )
+        return cls(folder, values if isinstance(values, dict) else {})
+
+
+def is_local(url: str) -> bool:
+    """True when the engine URL points at this computer (an engine we may start ourselves)."""
+    return (urllib.parse.urlsplit(url).hostname or "") in LOOPBACK_HOSTS
+
+
+def token_or_blank(config: Config) -> str:
+    """The engine's token, or '' before an engine has ever run (it writes the token on first start)."""
+    try:
+        return read_token(os.path.dirname(config.token_path))
+    except EngineError:
+        return ""
+
+
+def answering_client(config: Config, url: str) -> Optional[EngineClient]:
+    """A client for the engine at ``url`` if one answers there, else None."""
+    client = EngineClient(url, token_or_blank(config))
+    try:
+        client.health()
+    except EngineUnavailable:
+        return None
+    except EngineError as exc:
+        if exc.status == 401:
+            raise inkex.AbortExtension(
+                "The engine at {} does not accept this computer's token ({}). Restart that engine, "
+                "or set the engine URL of your own.".format(url, exc)
+            )
+        raise inkex.AbortExtension(
+            "Something other than a CLIPasso engine answers at {} ({}). Set another engine URL "
+            "(a free port) in the dialog or in {}.".format(url, exc, config.path)
+        )
+    return client
+
+
+def connect(config: Config, url: str, start: bool = True) -> EngineClient:
+    """A client for a running engine at ``url``. When none answers and the URL is on this
+    computer, starts one in the background (``start``) and waits until it is healthy; the
+    engine then stays up for later runs."""
+    client = answering_client(config, url)
+    if client is not None:
+        return client
+    if not start or not is_local(url):
+        raise inkex.AbortExtension(
+            "No CLIPasso engine answers at {}. Start it there with `clipasso serve`, or check the engine URL.".format(url)
+        )
+    return wait_until_healthy(config, url, start_engine(config, url))
+
+
+def engine_command(config: Config, url: str) -> List[str]:
+    """``<engine python> -m clipasso_engine serve --host H --port P`` for ``url``."""
+    python = config.engine_python
+    if not python or not os.path.isfile(python):
+        raise inkex.AbortExtension(
+            "No CLIPasso engine answers at {}, and there is no engine installed to start (engine Python: {}). "
+            "To install one, {}.".format(url, python or "not configured", INSTALL_HINT)
+        )
+    parts = urllib.parse.urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return [python, "-m", "clipasso_engine", "serve", "--host", parts.hostname or "127.0.0.1", "--port", str(port)]
+
+
+def engine_environment() -> Dict[str, str]:
+    """Our environment minus what Inkscape sets for its own Python (its module path, its
+    PYTHONHOME), which would confuse the engine's interpreter."""
+    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+
+
+def detached() -> Dict[str, Any]:
+    """Popen options that let the engine outlive this script and Inkscape's job handling:
+    its own session (POSIX) or process group without a console (Windows)."""
+    if os.name == "nt":
+        flags = getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0) | getattr(subprocess, "CREATE_NO_WINDOW", 0)
+        return {"creationflags": flags}
+    return {"start_new_session": True}
+
+
+def start_engine(config: Config, url: str) -> "subprocess.Popen[bytes]":
+    """Start ``clipasso serve`` in the background, logging to ``<config dir>/engine.log``.
+
+    INKSCAPE.md gotcha 7: the engine gets no handle of Inkscape's stdio pipes (stdin from
+    DEVNULL, output to the log file, ``close_fds``) and a session of its own; Inkscape would
+    otherwise wait for it. Its pid goes to ``engine.pid`` so it can be found again. The
+    caller holds the returned Popen only while waiting for the engine to answer.
+    """
+    command = engine_command(config, url)
+    os.makedirs(config.folder, exist_ok=True)
+    with open(config.log_path, "ab") as log:
+        log.write("\n{} starting: {}\n".format(time.strftime("%Y-%m-%d %H:%M:%S"), " ".join(command)).encode("utf-8"))
+        log.flush()
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            cwd=config.folder,
+            env=engine_environment(),
+            **detached()
+        )
+    with open(os.path.join(config.folder, ENGINE_PID), "w", encoding="utf-8") as handle:
+        json.dump({"pid": process.pid, "url": url, "command": command, "started": time.time()}, handle)
+    return process
+
+
+def wait_until_healthy(config: Config, url: str, process: "subprocess.Popen[bytes]") -> EngineClient:
+    """Poll ``/v1/health`` of the engine just started as ``process`` until it answers; abort,
+    pointing at its log, when it exits first or takes longer than ``config.start_timeout``."""
+    deadline = time.monotonic() + config.start_timeout
+    while time.monotonic() < deadline:
+        client = answering_client(config, url) if token_or_blank(config) else None
+        if client is not None:
+            return client
+        if process.poll() is not None:
+            raise inkex.AbortExtension(
+                "The CLIPasso engine stopped right after starting (exit status {}). Its log {} says why; "
+                "`clipasso doctor` checks the installation.".format(process.returncode, config.log_path)
+            )
+        time.sleep(0.25)
+    raise inkex.AbortExtension(
+        "The CLIPasso engine did not answer within {:.0f} s at {}. See its log {} for why; "
+        "`clipasso doctor` checks the installation.".format(config.start_timeout, url, config.log_path)
+    )
+
+
+def open_in_browser(url: str) -> None:
+    """Open ``url`` in the default browser without tying the browser to Inkscape's pipes
+    (``webbrowser`` lets the browser inherit stderr, which Inkscape would wait on)."""
+    if os.name == "nt":
+        os.startfile(url)  # type: ignore[attr-defined]
+        return
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    try:
+        subprocess.Popen(
+            [opener, url], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            close_fds=True, **detached()
+        )
+    except OSError:
+        pass  # no browser opener: the live preview is a convenience, the sketch goes on
+
+
+def run_job(
+    client: EngineClient,
+    config: Config,
+    image: bytes,
+    settings: Dict[str, Any],
+    init_strokes: Optional[Sequence[Dict[str, Any]]] = None,
+    locked: Sequence[int] = (),
+    open_preview: bool = False,
+) -> Dict[str, Any]:
+    """Submit one job, wait for it and return its strokes JSON (photo pixels).
+
+    A job that fails, is cancelled (from the live preview page) or outlives
+    ``config.job_timeout`` (then it is cancelled) ends the run with a message, so the
+    document stays as it was.
+    """
+    try:
+        job = client.submit(image, settings, init_strokes=init_strokes, locked=list(locked))
+    except EngineError as exc:
+        raise inkex.AbortExtension("The engine refused the job: {}".format(exc))
+    if open_preview:
+        open_in_browser(preview_url(client))
+    try:
+        return client.wait(job, timeout=config.job_timeout)
+    except EngineUnavailable:
+        raise inkex.AbortExtension(
+            "The engine stopped while sketching (see its log {}). The document is unchanged.".format(config.log_path)
+        )
+    except EngineError as exc:
+        state = (exc.job or {}).get("state")
+        if state == "cancelled":
+            raise inkex.AbortExtension("The sketch was cancelled. The document is unchanged.")
+        if state == "failed":
+            raise inkex.AbortExtension("The engine could not make the sketch: {}".format(exc))
+        if state is not None:  # still queued or running: our time ran out
+            cancel_quietly(client, job)
+            raise inkex.AbortExtension(
+                "The sketch did not finish within {}, so it was cancelled; the document is unchanged. Try the fast "
+                "preset or fewer iterations, or raise job_timeout (seconds) in {}.".format(duration(config.job_timeout), config.path)
+            )
+        raise inkex.AbortExtension("The engine failed while sketching: {}".format(exc))
+
+
+def duration(seconds: float) -> str:
+    """``"45 s"`` or ``"60 minutes"``."""
+    return "{:.0f} s".format(seconds) if seconds < 120 else "{:.0f} minutes".format(seconds / 60)
+
+
+def cancel_quietly(client: EngineClient, job: str) -> None:
+    """Best effort: an engine that cannot be told to stop will finish the job unread."""
+    try:
+        client.cancel(job)
+    except EngineError:
+        pass
+
+
+def preview_url(client: EngineClient) -> str:
+    """The engine's live preview page; it follows the running job and reads the token from
+    the URL fragment (which never travels to the server or into the history)."""
+    return "{}/#token={}".format(client.url, urllib.parse.quote(client.token))
+
+
+class EngineExtension(inkex.EffectExtension):
+    """Base of the menu entries that talk to the engine: the engine URL parameter."""
+
+    def add_arguments(self, pars):
+        pars.add_argument("--engine_url", default="", help="engine URL; empty: the one install.py configured")
+
+    def engine_url(self, config: Config) -> str:
+        return (self.options.engine_url or "").strip().rstrip("/") or config.engine_url

@@ -1,0 +1,130 @@
+#!/usr/bin/env python3
+"""Extensions ▸ CLIPasso ▸ Refine selected strokes: optimize strokes the designer edited.
+
+The selected paths, converted to the photo's pixels, are the engine's starting strokes (each
+cubic segment one stroke). On request the other paths of their layers come along as fixed
+strokes: they shape the result but do not move. When the job is done every selected path is
+redrawn in place (same element, id, style and transform); nothing else changes.
+"""
+
+import warnings
+from typing import List, Sequence
+
+import inkex
+
+warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
+
+from clipasso_common import Config, EngineExtension, connect, run_job  # noqa: E402
+from clipasso_image import ImageReadError, pixel_size, read_image_bytes  # noqa: E402
+from clipasso_placement import pixels_to_local  # noqa: E402
+from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
+
+LOCK_CHOICES = ("none", "locked", "unselected")
+MAX_STROKES = 256  # the engine's limit
+
+
+def layer_of(element: inkex.BaseElement) -> inkex.BaseElement:
+    """The nearest layer holding ``element``, or the root when it is in none."""
+    parent = element.getparent()
+    while parent.getparent() is not None and not is_layer(parent):
+        parent = parent.getparent()
+    return parent
+
+
+def is_locked(path: inkex.BaseElement, layer: inkex.BaseElement) -> bool:
+    """Locked in Inkscape (Object ▸ Lock, or the padlock), itself or through a group in ``layer``."""
+    element = path
+    while element is not None and element is not layer:
+        if element.get("sodipodi:insensitive") == "true":
+            return True
+        element = element.getparent()
+    return False
+
+
+def fixed_paths(selected: Sequence[inkex.PathElement], lock: str) -> List[inkex.PathElement]:
+    """The paths that go along unmoved: none, the locked ones, or all the unselected ones of
+    the selected paths' layers (not counting sublayers)."""
+    if lock == "none":
+        return []
+    chosen = set(selected)
+    found = []
+    for layer in {layer_of(p) for p in selected}:
+        for path in layer.iterdescendants("{http://www.w3.org/2000/svg}path"):
+            if path in chosen or layer_of(path) is not layer:
+                continue
+            if lock == "unselected" or is_locked(path, layer):
+                found.append(path)
+    return found
+
+
+def source_image(svg: inkex.SvgDocumentElement, paths: Sequence[inkex.PathElement]) -> inkex.Image:
+    """The photo the strokes belong to: one selected along with them, else the one their
+    layer was sketched from, else the document's only image."""
+    images = list(svg.selection.get(inkex.Image))
+    if len(images) > 1:
+        raise inkex.AbortExtension("Several images are selected. Select the strokes and at most the one photo they belong to.")
+    if images:
+        return images[0]
+    sources = {layer_of(p).get(SOURCE_ATTRIBUTE) for p in paths} - {None}
+    if len(sources) == 1:
+        image = svg.getElementById(sources.pop())
+        if isinstance(image, inkex.Image):
+            return image
+    images = list(svg.xpath("//svg:image"))
+    if len(images) == 1:
+        return images[0]
+    raise inkex.AbortExtension("Which photo do these strokes belong to? Shift+click the photo to add it to the selection, then try again.")
+
+
+class Refine(EngineExtension):
+    """Refine the selected strokes against their photo with the CLIPasso engine."""
+
+    def add_arguments(self, pars):
+        super().add_arguments(pars)
+        pars.add_argument("--tab", default="refine", help="the dialog tab that was open (Inkscape sends it; unused)")
+        pars.add_argument("--preset", default="fast", choices=("fast", "standard", "paper"), help="fast, standard or paper")
+        pars.add_argument("--iterations", type=int, default=0, help="optimization steps; 0 = the preset's")
+        pars.add_argument("--lock", default="none", choices=LOCK_CHOICES, help="which other strokes stay fixed")
+        pars.add_argument("--open_preview", type=inkex.Boolean, default=True, help="open the live preview page")
+
+    def effect(self):
+        moving = list(self.svg.selection.get(inkex.PathElement))
+        if not moving:
+            raise inkex.AbortExtension("Select the strokes (paths) to refine first, then run Refine selected strokes again.")
+        image = source_image(self.svg, moving)
+        try:
+            data, _ = read_image_bytes(image, self.options.input_file)
+            width, height, _ = pixel_size(data)
+        except ImageReadError as exc:
+            raise inkex.AbortExtension(str(exc))
+
+        fixed = fixed_paths(moving, self.options.lock)
+        strokes, owners = [], []
+        for path in moving + fixed:
+            found = path_strokes(path, -pixels_to_local(image, width, height, path))
+            strokes += found
+            owners += [path] * len(found)
+        if not strokes:
+            raise inkex.AbortExtension("The selected paths have no segments to refine.")
+        if len(strokes) > MAX_STROKES:
+            raise inkex.AbortExtension(
+                "That is {} strokes (each curve segment counts); the engine takes up to {}. Select fewer.".format(len(strokes), MAX_STROKES)
+            )
+        locked = [i for i, owner in enumerate(owners) if owner in fixed]
+
+        settings = {"preset": self.options.preset}
+        if self.options.iterations > 0:
+            settings["iterations"] = self.options.iterations
+        config = Config.load()
+        client = connect(config, self.engine_url(config))
+        result = run_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
+
+        (refined,) = result["levels"].values()
+        for path in moving:
+            mine = [stroke for stroke, owner in zip(refined, owners) if owner is path]
+            if mine:
+                replace_path_strokes(path, mine, pixels_to_local(image, result["width"], result["height"], path))
+
+
+if __name__ == "__main__":
+    Refine().run()

@@ -1,0 +1,93 @@
+#!/usr/bin/env python3
+"""Extensions ▸ CLIPasso ▸ Sketch from image: the selected photo becomes a few Bézier strokes.
+
+The photo's encoded bytes go to the engine as they are; the strokes come back in the photo's
+pixels and are placed over the photo (x/y/width/height, preserveAspectRatio, every transform),
+one new layer per abstraction level. Nothing else in the document changes.
+"""
+
+import warnings
+from typing import Any, Dict, List, Optional
+
+import inkex
+
+warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
+
+from clipasso_common import Config, EngineExtension, connect, run_job  # noqa: E402
+from clipasso_image import ImageReadError, pixel_size, read_image_bytes  # noqa: E402
+from clipasso_strokes import add_level_layers  # noqa: E402
+
+PRESETS = ("fast", "standard", "paper")
+
+
+def parse_levels(text: str) -> Optional[List[int]]:
+    """``"4,8,16,32"`` → [4, 8, 16, 32]; blank → None (one sketch of ``strokes`` strokes)."""
+    items = [part.strip() for part in (text or "").replace(";", ",").split(",") if part.strip()]
+    if not items:
+        return None
+    try:
+        return [int(part) for part in items]
+    except ValueError:
+        raise inkex.AbortExtension(
+            "Abstraction levels must be stroke counts separated by commas, like 4,8,16,32 (got '{}').".format(text)
+        )
+
+
+def sketch_settings(options: Any) -> Dict[str, Any]:
+    """The dialog's choices as engine settings; 0 iterations or seeds means the preset's."""
+    settings = {"preset": options.preset, "width": options.width, "mask": options.mask}  # type: Dict[str, Any]
+    levels = parse_levels(options.levels)
+    if levels:
+        settings["levels"] = levels
+    else:
+        settings["strokes"] = options.strokes
+    if options.iterations > 0:
+        settings["iterations"] = options.iterations
+    if options.seeds > 0:
+        settings["seeds"] = options.seeds
+    return settings
+
+
+def selected_image(svg: inkex.SvgDocumentElement) -> inkex.Image:
+    """The one ``<image>`` among the selection (or inside selected groups)."""
+    images = list(svg.selection.get(inkex.Image))
+    if not images:
+        raise inkex.AbortExtension("Select a photo (an imported image) first, then run Sketch from image again.")
+    if len(images) > 1:
+        raise inkex.AbortExtension(
+            "{} images are selected. Select just one photo to sketch.".format(len(images))
+        )
+    return images[0]
+
+
+class Sketch(EngineExtension):
+    """Sketch the selected image with the CLIPasso engine."""
+
+    def add_arguments(self, pars):
+        super().add_arguments(pars)
+        pars.add_argument("--tab", default="sketch", help="the dialog tab that was open (Inkscape sends it; unused)")
+        pars.add_argument("--strokes", type=int, default=16, help="number of strokes")
+        pars.add_argument("--levels", default="", help="several stroke counts, e.g. 4,8,16,32 (one layer each)")
+        pars.add_argument("--preset", default="standard", choices=PRESETS, help="fast, standard or paper")
+        pars.add_argument("--iterations", type=int, default=0, help="optimization steps; 0 = the preset's")
+        pars.add_argument("--seeds", type=int, default=0, help="random starts, best kept; 0 = the preset's")
+        pars.add_argument("--width", type=float, default=3.0, help="stroke width in pixels of the 224-px canvas")
+        pars.add_argument("--mask", type=inkex.Boolean, default=False, help="remove the background first")
+        pars.add_argument("--open_preview", type=inkex.Boolean, default=True, help="open the live preview page")
+
+    def effect(self):
+        image = selected_image(self.svg)
+        settings = sketch_settings(self.options)
+        try:
+            data, _ = read_image_bytes(image, self.options.input_file)
+            pixel_size(data)
+        except ImageReadError as exc:
+            raise inkex.AbortExtension(str(exc))
+        config = Config.load()
+        client = connect(config, self.engine_url(config))
+        result = run_job(client, config, data, settings, open_preview=self.options.open_preview)
+        add_level_layers(self.svg, image, result)
+
+
+if __name__ == "__main__":
+    Sketch().run()

@@ -1,0 +1,154 @@
+"""Shared by the extension's tests: inkex in this Python, test images, installing into a
+temporary Inkscape profile, and running the extension the fast way or in real Inkscape."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXTENSION_DIR = REPO / "extension"
+SYSTEM_EXTENSIONS = Path("/usr/share/inkscape/extensions")  # Debian's Inkscape: its inkex lives here
+INKSCAPE_PYTHON = "/usr/bin/python3"                          # what Debian's Inkscape runs extensions with
+ABORT_STATUS = 251                                            # inkex.AbortExtension's exit status
+
+
+def import_extension_modules() -> None:
+    """Make ``inkex`` (an installed one, else Debian's Inkscape's) and ``extension/`` importable
+    here, or skip the test when no inkex exists at all."""
+    try:
+        import inkex  # noqa: F401
+    except ImportError:
+        if not (SYSTEM_EXTENSIONS / "inkex").is_dir():
+            pytest.skip("inkex is not available (install Inkscape, or inkex with --no-deps)")
+        sys.path.append(str(SYSTEM_EXTENSIONS))
+    if str(EXTENSION_DIR) not in sys.path:
+        sys.path.insert(0, str(EXTENSION_DIR))
+
+
+def png_bytes(pixels: np.ndarray) -> bytes:
+    """PNG file bytes of an ``(H, W, 3)`` uint8 array."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(pixels, "RGB").save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def data_uri(data: bytes, mime: str = "image/png", wrap: int = 0) -> str:
+    """A base64 data URI, optionally wrapped across lines the way Inkscape writes them."""
+    text = base64.b64encode(data).decode("ascii")
+    if wrap:
+        text = "\n".join(text[i : i + wrap] for i in range(0, len(text), wrap))
+    return f"data:{mime};base64,{text}"
+
+
+def svg_document(body: str, width: float = 200, height: float = 200, view_box: str = "0 0 200 200") -> str:
+    """An Inkscape-flavoured SVG document around ``body``."""
+    return (
+        '<svg xmlns="http://www.w3.org/2000/svg" xmlns:xlink="http://www.w3.org/1999/xlink" '
+        'xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" '
+        'xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd" '
+        f'width="{width}" height="{height}" viewBox="{view_box}">{body}</svg>'
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def has_inkscape() -> bool:
+    return bool(shutil.which("inkscape") and shutil.which("xvfb-run"))
+
+
+needs_inkscape = pytest.mark.skipif(not has_inkscape(), reason="needs Debian's inkscape and xvfb-run")
+needs_inkscape_python = pytest.mark.skipif(
+    not (Path(INKSCAPE_PYTHON).exists() and (SYSTEM_EXTENSIONS / "inkex").is_dir()),
+    reason="needs Inkscape's Python and its inkex (Debian's inkscape package)",
+)
+
+
+def run_install(args: Sequence[str], env: dict, timeout: float = 120) -> subprocess.CompletedProcess:
+    """``python install.py ARGS`` with this interpreter and ``env``."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "install.py"), *args],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=REPO,
+    )
+
+
+def run_fast(
+    script: Path, args: Sequence[str], document: Path, output: Path, env: dict, timeout: float = 120
+) -> subprocess.CompletedProcess:
+    """Run an installed extension script the way Inkscape does, without Inkscape:
+    Inkscape's Python with Inkscape's inkex on the path."""
+    env = dict(env, PYTHONPATH=str(SYSTEM_EXTENSIONS))
+    return subprocess.run(
+        [INKSCAPE_PYTHON, str(script), *args, f"--output={output}", str(document)],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=script.parent,
+    )
+
+
+def write_preferences(profile: Path, extension_id: str, params: dict) -> None:
+    """Parameters for ``<extension id>.noprefs`` runs: Inkscape reads them from preferences.xml."""
+    attrs = " ".join(f'{extension_id}.{k}="{v}"' for k, v in params.items())
+    (profile / "preferences.xml").write_text(
+        '<?xml version="1.0" encoding="UTF-8" standalone="no"?>\n'
+        '<inkscape xmlns:sodipodi="http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd" '
+        'xmlns:inkscape="http://www.inkscape.org/namespaces/inkscape" version="1">\n'
+        f'  <group id="extensions" {attrs} />\n</inkscape>\n'
+    )
+
+
+def run_inkscape(
+    document: Path, actions: str, env: dict, cwd: Path, timeout: float = 300
+) -> subprocess.CompletedProcess:
+    """Real Inkscape, headless under Xvfb, with ``--batch-process --actions=…`` (INKSCAPE.md)."""
+    return subprocess.run(
+        ["xvfb-run", "-a", "inkscape", "--batch-process", f"--actions={actions}", str(document)],
+        env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+    )
+
+
+def engine_pid(config_dir: Path) -> Optional[int]:
+    """The pid of the engine the extension started (it records it in ``engine.pid``)."""
+    try:
+        return int(json.loads((config_dir / "engine.pid").read_text())["pid"])
+    except (OSError, ValueError, KeyError):
+        return None
+
+
+def running(pid: int) -> bool:
+    """True while ``pid`` runs (a zombie left unreaped by a container's init counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def kill_engine(config_dir: Path) -> None:
+    """Stop the engine an extension run started for this test (by its recorded pid)."""
+    pid = engine_pid(config_dir)
+    if pid is None or not running(pid):
+        return
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while running(pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if running(pid):
+        os.kill(pid, signal.SIGKILL)
