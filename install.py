@@ -173,6 +173,9 @@ class Installer:
                     path.rmdir()
 
 
+CLIP_WEIGHTS = ("RN101", "ViT-B-32")   # the loss model and the saliency model
+
+
 def engine_importable(python: str) -> bool:
     """Whether ``python`` has the engine installed (not merely this checkout beside it)."""
     probe = "import sys; sys.path = [p for p in sys.path if p not in ('', '.')]; import clipasso_engine"
@@ -203,6 +206,19 @@ def set_up_engine(args: argparse.Namespace, inst: Installer) -> Optional[str]:
         inst.own("trees", venv)
     inst.run([str(python), "-m", "pip", "install", "--upgrade", str(REPO)], "install the engine (torch and all)")
     return str(python)
+
+
+def fetch_weights(python: str, inst: Installer) -> Optional[str]:
+    """Download OpenAI's CLIP weights the engine needs (once, into ~/.cache/clip, a cache that
+    --uninstall leaves alone). Offline this fails within seconds; the install goes on and the
+    engine names the missing file on first use. Returns what went wrong, or None."""
+    for name in CLIP_WEIGHTS:
+        try:
+            inst.run([python, "-m", "clipasso_engine", "models", "--download", name], "download CLIP {}".format(name))
+        except subprocess.CalledProcessError:
+            return ("could not download {} (no network?). The engine will say which file is missing and where to "
+                    "put it; or run `{} -m clipasso_engine models --download {}` later.".format(name, python, name))
+    return None
 
 
 def profile_dir(args: argparse.Namespace, inkscape: Optional[str]) -> Path:
@@ -282,6 +298,7 @@ def install(args: argparse.Namespace) -> int:
     inst = Installer(Path(client.config_dir()), args.dry_run)
     inkscape = find_inkscape()
     engine_python = None if args.no_engine else set_up_engine(args, inst)
+    weights_problem = None if (engine_python is None or args.no_weights) else fetch_weights(engine_python, inst)
     profile = profile_dir(args, inkscape)
     target = profile / "extensions" / EXTENSION_SUBDIR
     copy_extension(target, inst)
@@ -294,6 +311,8 @@ def install(args: argparse.Namespace) -> int:
     print("Extension: {}".format(target))
     print("Config:    {} (engine log: {})".format(config_path, inst.config_dir / "engine.log"))
     print("Engine:    {}".format(engine_python or "not installed here (--no-engine): start `clipasso serve` yourself"))
+    if weights_problem:
+        print("CLIP weights: {}".format(weights_problem))
     if not inkscape:
         print("Inkscape was not found; install it (1.2 or newer) and the menu will be there.")
     print(
@@ -328,6 +347,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-engine", action="store_true", help="install only the extension files and the config")
     parser.add_argument("--inkscape-profile", metavar="DIR", help="Inkscape user folder to install into (DIR/extensions), as INKSCAPE_PROFILE_DIR")
     parser.add_argument("--engine-url", metavar="URL", help="engine URL to configure (default http://127.0.0.1:8765)")
+    parser.add_argument("--no-weights", action="store_true", help="do not download the CLIP weights (RN101, ViT-B-32) now")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
     parser.add_argument("--uninstall", action="store_true", help="remove everything earlier runs installed")
     args = parser.parse_args(argv)

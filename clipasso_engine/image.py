@@ -48,7 +48,7 @@ def load_image(src: ImageInput, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
 
 def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
     if isinstance(src, bytes):
-        data, name = src, "the uploaded image"
+        data, name = src, "the image data"
     else:
         path = Path(src)
         name = str(path)
@@ -68,7 +68,8 @@ def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
     except ImageError:
         raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
-        raise ImageError(f"cannot read {name} as an image (PNG, JPEG, WebP, …): {exc}") from None
+        detail = "not a known image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
+        raise ImageError(f"{name} is not a readable image (PNG, JPEG, WebP, …): {detail}") from None
     return img
 
 

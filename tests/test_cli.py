@@ -95,7 +95,7 @@ def _fails(argv: list[str], capsys, match: str) -> None:
     "image,extra,match",
     [
         ("missing.png", [], "not found"),
-        ("corrupt.png", [], "cannot read"),
+        ("corrupt.png", [], "not a readable image"),
         ("dot.png", [], "1×1"),
         ("photo", ["--strokes", "0"], "--strokes"),
         ("photo", ["--levels", "4,x"], None),

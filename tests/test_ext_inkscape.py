@@ -81,7 +81,7 @@ def setup(tmp_path_factory):
         CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
     )
     url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--inkscape-profile", str(profile), "--engine-url", url], env)
+    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
     assert out.returncode == 0, out.stdout + out.stderr
     yield {"root": root, "profile": profile, "config": config, "env": env, "url": url,
            "scripts": profile / "extensions" / "clipasso"}

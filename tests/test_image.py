@@ -46,7 +46,7 @@ def test_alpha_is_composited_on_white(tmp_path):
     "make,message",
     [
         (lambda p: p / "nope.png", "not found"),
-        (lambda p: (p / "bad.png").write_bytes(b"not an image at all") and p / "bad.png", "cannot read"),
+        (lambda p: (p / "bad.png").write_bytes(b"not an image at all") and p / "bad.png", "not a readable image"),
         (lambda p: Image.new("RGB", (1, 1)).save(p / "dot.png") or p / "dot.png", "1×1 pixels"),
         (lambda p: (p / "bomb.png").write_bytes(_png_header_only(60000, 60000)) and p / "bomb.png", "megapixels"),
         (lambda p: Image.new("RGBA", (20, 20), (0, 0, 0, 0)).save(p / "clear.png") or p / "clear.png", "fully transparent"),
@@ -61,7 +61,7 @@ def test_bad_images_are_refused_clearly(tmp_path, make, message):
 def test_truncated_jpeg_is_refused(tmp_path):
     buf = io.BytesIO()
     Image.new("RGB", (64, 64), (10, 20, 30)).save(buf, format="JPEG")
-    with pytest.raises(ImageError, match="cannot read"):
+    with pytest.raises(ImageError, match="not a readable image"):
         load_image(buf.getvalue()[:200])
 
 

@@ -53,7 +53,7 @@ def test_install_reinstall_uninstall(home):
     settings["engine_url"] = "http://127.0.0.1:9999"
     (config / "config.json").write_text(json.dumps(settings))
     manifest = json.loads((config / "install-manifest.json").read_text())
-    second = run_install(["--python", sys.executable], env)
+    second = run_install(["--python", sys.executable, "--no-weights"], env)
     assert second.returncode == 0, second.stderr
     assert "already installed" in second.stdout
     settings = json.loads((config / "config.json").read_text())
@@ -88,6 +88,9 @@ def test_dry_run_changes_nothing(home):
     assert venv.returncode == 0, venv.stderr
     assert f"would create the engine environment: {sys.executable} -m venv {root}/.local/share/clipasso/venv" in venv.stdout
     assert f"would install the engine (torch and all): {root}/.local/share/clipasso/venv/bin/python -m pip install" in venv.stdout
+    for name in ("RN101", "ViT-B-32"):      # the CLIP weights come down at install time
+        assert f"would download CLIP {name}: {root}/.local/share/clipasso/venv/bin/python -m clipasso_engine models --download {name}" in venv.stdout
+    assert "would download CLIP" not in run_install(["--dry-run", "--no-weights"], env).stdout
     if Path("/usr/bin/python3").exists():   # an environment without the engine gets it installed
         other = run_install(["--dry-run", "--python", "/usr/bin/python3"], env)
         assert "would install the engine into /usr/bin/python3" in other.stdout
