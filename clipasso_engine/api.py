@@ -100,9 +100,9 @@ def sketch(
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)
 
-    def progress(it: int, loss: float, points: torch.Tensor) -> None:
+    def progress(it: int, loss: float, points: torch.Tensor, widths: torch.Tensor) -> None:
         assert on_progress is not None
-        on_progress(it, loss, tensors_to_strokes(canvas.to_photo(points.cpu()), float(settings.width) * canvas.scale))
+        on_progress(it, loss, tensors_to_strokes(canvas.to_photo(points.cpu()), widths.cpu() * canvas.scale))
 
     run = optimize(
         photo,

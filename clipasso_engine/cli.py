@@ -93,6 +93,8 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from .api import sketch
+    from .image import load_image
+    from .result import write_all_atomic
     from .settings import SketchSettings
     from .svg import svg_to_strokes
 
@@ -105,14 +107,16 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     output = Path(args.output)
     _check_writable(output, getattr(args, "png", None), getattr(args, "json_out", None))
 
+    photo = load_image(image)            # bad images fail here, before any model loads
     init, locked = None, getattr(args, "lock", [])
     if getattr(args, "init_svg", None):
         try:
-            init, _, _ = svg_to_strokes(Path(args.init_svg).read_bytes())
+            strokes, svg_w, svg_h = svg_to_strokes(Path(args.init_svg).read_bytes())
         except OSError as exc:
             raise CliError(f"cannot read --init-svg {args.init_svg}: {exc.strerror}") from None
-        if not init:
+        if not strokes:
             raise CliError(f"--init-svg {args.init_svg} has no strokes to start from")
+        init = _fit_strokes(strokes, svg_w, svg_h, photo.width, photo.height, args.init_svg)
     elif locked:
         raise CliError("--lock needs --init-svg (the strokes to lock)")
 
@@ -126,7 +130,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         if bar is None:
             bar = _progress_bar(int(settings.iterations))  # type: ignore[arg-type]
         bar.update(it + 1 - bar.n)
-        bar.set_postfix_str(f"loss {loss:.4f}", refresh=False)
+        bar.set_postfix_str(f"train loss {loss:.4f}", refresh=False)
 
     import torch
 
@@ -134,7 +138,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         if getattr(args, "engine", None):
             result = _sketch_remote(args.engine, image, settings, on_progress, init, locked, getattr(args, "mask_image", None))
         else:
-            result = sketch(image, settings, on_progress=on_progress, init_strokes=init, locked=locked,
+            result = sketch(photo, settings, on_progress=on_progress, init_strokes=init, locked=locked,
                             mask=getattr(args, "mask_image", None), download=not getattr(args, "no_download", False))
     except torch.cuda.OutOfMemoryError:
         raise CliError("the GPU ran out of memory: lower --seeds, --levels or --augmentations, or use --device cpu") from None
@@ -145,15 +149,13 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     outputs: list[tuple[Path, bytes]] = [(output, result.to_svg().encode("utf-8"))]
     if getattr(args, "json_out", None):
         outputs.append((Path(args.json_out), json.dumps(result.to_json(), indent=1).encode("utf-8")))
-    for path, data in outputs:
-        _write(path, data)
     if getattr(args, "png", None):
         png = Path(args.png)
         if len(result.levels) == 1:
-            result.to_png(png)
+            outputs.append((png, result.png_bytes()))
         else:
-            for n in result.levels:
-                result.to_png(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), level=n)
+            outputs += [(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), result.png_bytes(n)) for n in result.levels]
+    write_all_atomic(outputs)
     e = result.engine
     print(f"wrote {output}: {len(result.strokes)} strokes, seed {result.seed}, loss {result.loss}, "
           f"{e['iterations']} iterations ({e['stopped']}) in {e['seconds']:.1f} s on {e['device']}", file=sys.stderr)
@@ -202,6 +204,8 @@ def _check_writable(*paths: Optional[str | Path]) -> None:
     for p in paths:
         if p is None:
             continue
+        if Path(p).is_dir():
+            raise CliError(f"cannot write {p}: it is a folder; give a file name")
         parent = Path(p).resolve().parent
         if not parent.is_dir():
             raise CliError(f"cannot write {p}: folder {parent} does not exist")
@@ -209,10 +213,19 @@ def _check_writable(*paths: Optional[str | Path]) -> None:
             raise CliError(f"cannot write {p}: folder {parent} is not writable")
 
 
-def _write(path: Path, data: bytes) -> None:
-    from .result import write_atomic
+def _fit_strokes(strokes: list, svg_w: float, svg_h: float, photo_w: int, photo_h: int, name: str) -> list:
+    """Strokes of an SVG drawn over the photo at another size (a 224-px sketch, a sketch of a
+    resized copy) scaled into the photo's pixels; a different aspect ratio is refused."""
+    from .strokes import Stroke
 
-    write_atomic(path, lambda f: f.write(data))
+    sx, sy = photo_w / svg_w, photo_h / svg_h
+    if abs(sx / sy - 1.0) > 0.01:
+        raise CliError(f"--init-svg {name} is {svg_w:g}×{svg_h:g} but the photo is {photo_w}×{photo_h}: "
+                       "their shapes differ, so its strokes cannot be placed on the photo")
+    if sx == sy == 1.0:
+        return strokes
+    return [Stroke(points=tuple((x * sx, y * sy) for x, y in s.points), width=s.width * (sx * sy) ** 0.5,  # type: ignore[arg-type]
+                   color=s.color, opacity=s.opacity) for s in strokes]
 
 
 def _validation_message(exc: Any) -> str:

@@ -23,6 +23,7 @@ import glob
 import hashlib
 import math
 import os
+import pickle
 import tempfile
 import threading
 import urllib.request
@@ -387,12 +388,17 @@ def _arch_name(embed_dim: int, vision_cfg: dict[str, Any], path: Path) -> str:
 
 
 def _tower_from_file(path: Path) -> tuple[nn.Module, str]:
-    """Image tower with the weights of ``path``, in float32, and its architecture name."""
-    sd = _read_state_dict(path)
-    embed_dim, vision_cfg = _vision_cfg_from_state_dict(sd)
-    visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)  # OpenAI used QuickGELU
-    # OpenAI's files hold many tensors in float16; loading into float32 parameters is exact.
-    visual.load_state_dict({k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")})
+    """Image tower with the weights of ``path``, in float32, and its architecture name. A file
+    that is not CLIP weights (corrupt, truncated, another network) raises ``ValueError`` naming it."""
+    try:
+        sd = _read_state_dict(path)
+        embed_dim, vision_cfg = _vision_cfg_from_state_dict(sd)
+        visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)  # OpenAI used QuickGELU
+        # OpenAI's files hold many tensors in float16; loading into float32 parameters is exact.
+        visual.load_state_dict({k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")})
+    except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
+        raise ValueError(f"{path} is not a readable CLIP weights file ({type(exc).__name__}: {str(exc)[:200]}); "
+                         "use OpenAI's RN101.pt / ViT-B-32.pt or an open_clip state dict") from None
     return visual, _arch_name(embed_dim, vision_cfg, path)
 
 

@@ -11,11 +11,11 @@ import io
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Union
+from typing import Union
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 CANVAS = 224
 MIN_SIDE = 8                     # smaller photos have nothing to sketch
@@ -30,9 +30,10 @@ class ImageError(ValueError):
 
 
 def load_image(src: ImageInput, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """Open a photo (path, encoded bytes, PIL image or HxWx3/HxWx4 uint8 array) as RGB.
+    """Open a photo (path, encoded bytes, PIL image or HxWx3/HxWx4 uint8 array) as RGB, turned
+    upright by its EXIF orientation.
 
-    Transparent pixels are composited on white. Raises ``ImageError`` for a missing, unreadable,
+    Transparent pixels are composited on white; 16-bit greyscale is scaled to 8 bits. Raises ``ImageError`` for a missing, unreadable,
     corrupt, too small or too large image (the size is checked from the header, before the
     pixels are decoded, so decompression bombs cost nothing).
     """
@@ -43,7 +44,9 @@ def load_image(src: ImageInput, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
     else:
         img = _open(src, max_pixels)
     _check_size(img.width, img.height, max_pixels)
-    return _flatten_alpha(img)
+    # a phone's portrait photo is stored sideways with an EXIF Orientation tag: sketch it the
+    # way every viewer (and Inkscape) shows it, so the strokes' pixels match what the user sees
+    return _flatten_alpha(ImageOps.exif_transpose(img))
 
 
 def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
@@ -60,32 +63,17 @@ def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
             raise ImageError(f"{name} is {path.stat().st_size / 2**20:.0f} MiB; images up to {MAX_FILE_BYTES // 2**20} MiB are accepted")
         data = path.read_bytes()
     try:
-        with _bomb_guard(None):                             # reads the header only
-            img = Image.open(io.BytesIO(data))
+        img = Image.open(io.BytesIO(data))                  # reads the header only
         _check_size(img.width, img.height, max_pixels)     # nothing decoded yet
-        with _bomb_guard(max_pixels):
-            img.load()
+        img.load()
     except ImageError:
         raise
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except Image.DecompressionBombError:                    # Pillow's own header check, far above ours
+        raise ImageError(f"{name} has too many pixels; the limit is {max_pixels / 1e6:.0f} megapixels — scale it down first") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         detail = "not a known image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise ImageError(f"{name} is not a readable image (PNG, JPEG, WebP, …): {detail}") from None
     return img
-
-
-class _bomb_guard:
-    """Let Pillow's own decompression-bomb check use our limit (None: off, for reading a header
-    whose size we check ourselves with a clearer message)."""
-
-    def __init__(self, max_pixels: Optional[int]) -> None:
-        self.limit = max_pixels
-
-    def __enter__(self) -> None:
-        self.saved = Image.MAX_IMAGE_PIXELS
-        Image.MAX_IMAGE_PIXELS = self.limit
-
-    def __exit__(self, *exc: object) -> None:
-        Image.MAX_IMAGE_PIXELS = self.saved
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
@@ -106,6 +94,11 @@ def _check_size(w: int, h: int, max_pixels: int) -> None:
 
 
 def _flatten_alpha(img: Image.Image) -> Image.Image:
+    if img.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        # 16-bit / 32-bit greyscale: convert("RGB") would clip, not scale; stretch to 8 bits
+        a = np.asarray(img, dtype=np.float64)
+        lo, hi = float(a.min()), float(a.max())
+        img = Image.fromarray(np.round(255 * (a - lo) / max(hi - lo, 1e-12)).astype(np.uint8), "L")
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
         if rgba.getextrema()[3][1] == 0:
@@ -153,5 +146,6 @@ def make_canvas(img: Image.Image, size: int = CANVAS) -> Canvas:
     pixels = torch.from_numpy(np.asarray(board, dtype=np.float32) / 255.0).permute(2, 0, 1).unsqueeze(0)
     valid = torch.zeros(size, size, dtype=torch.bool)
     valid[oy : oy + ch, ox : ox + cw] = True
-    # exact photo↔canvas mapping: the photo's w pixels span cw canvas pixels
-    return Canvas(pixels=pixels.contiguous(), valid=valid, scale=w / cw, offset=(float(ox), float(oy)), width=w, height=h)
+    # one scale for both axes (the long side is exactly `size` canvas pixels); the short side's
+    # rounding only moves the photo's edge by under half a canvas pixel
+    return Canvas(pixels=pixels.contiguous(), valid=valid, scale=scale, offset=(float(ox), float(oy)), width=w, height=h)

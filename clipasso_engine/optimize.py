@@ -17,9 +17,10 @@ from . import augment
 from .loss import ClipassoLoss
 from .raster import render
 
-# on_progress(iteration, loss, group) — the loop reports the group with the lowest current loss
-# among the groups of the main level; the caller turns its strokes into a preview.
-ProgressFn = Callable[[int, float, torch.Tensor], None]
+# on_progress(iteration, training loss, points (N, 4, 2), widths (N,)) after each step, for the
+# group with the lowest training loss among the main level's groups, in the state that loss
+# was measured on (before the step); the caller turns its strokes into a preview.
+ProgressFn = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 StopFn = Callable[[], bool]
 
 
@@ -134,6 +135,12 @@ def optimize(
             stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
             history.append({"iteration": it, "loss": float(best_loss[main.cpu()].min())})
 
+        if on_progress is not None:                     # the state this step's loss belongs to
+            current = per_group.detach().masked_fill(~main, math.inf)
+            g = int(current.argmin())
+            n = groups[g].points.shape[0]
+            preview = (it, float(current[g]), points.detach()[g, :n].clone(), widths[g, :n])
+
         opt.zero_grad(set_to_none=False)
         # fp16 gradients of a ~1e-2 loss underflow; Adam is blind to a constant gradient scale
         (per_group.sum() * loss_scale).backward()
@@ -141,9 +148,7 @@ def optimize(
         opt.step()
 
         if on_progress is not None:
-            current = per_group.detach().masked_fill(~main, math.inf)
-            g = int(current.argmin())
-            on_progress(it, float(current[g]), points.detach()[g, : groups[g].points.shape[0]])
+            on_progress(*preview)
         if early_stop and evaluate and bool((stale >= patience).all()):
             stopped = "early_stop"
             break

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 import numpy as np
 from lxml import etree
@@ -113,25 +114,34 @@ class SketchResult:
         ink = render(pts[None], widths[None], self.height, self.width)[0].numpy()
         return np.round(255 * (1.0 - ink)).astype(np.uint8)
 
-    def to_png(self, path: str | os.PathLike, level: Optional[int] = None) -> None:
-        """Write the sketch as a PNG of the photo's size (written whole or not at all)."""
+    def png_bytes(self, level: Optional[int] = None) -> bytes:
+        """The sketch as PNG file contents, photo-sized, grey on white."""
         from PIL import Image
 
-        write_atomic(path, lambda f: Image.fromarray(self.render(level), "L").save(f, format="PNG"))
+        buf = io.BytesIO()
+        Image.fromarray(self.render(level), "L").save(buf, format="PNG")
+        return buf.getvalue()
+
+    def to_png(self, path: str | os.PathLike, level: Optional[int] = None) -> None:
+        """Write the sketch as a PNG of the photo's size (written whole or not at all)."""
+        write_all_atomic([(Path(path), self.png_bytes(level))])
 
 
-def write_atomic(path: str | os.PathLike, write: Any) -> None:
-    """Write a file through a temporary sibling and rename it into place, so a failure never
-    leaves a partial file. ``write`` gets a binary file object."""
-    target = Path(path)
-    tmp = target.with_name(f".{target.name}.partial")
+def write_all_atomic(outputs: Sequence[tuple[Path, bytes]]) -> None:
+    """Write several files all or nothing: each goes to a temporary sibling first, and only when
+    every one is written are they renamed into place. A failure leaves no partial file."""
+    temps: list[Path] = []
     try:
-        with open(tmp, "wb") as f:
-            write(f)
-        os.replace(tmp, target)
+        for target, data in outputs:
+            tmp = target.with_name(f".{target.name}.partial")
+            temps.append(tmp)
+            tmp.write_bytes(data)
+        for (target, _), tmp in zip(outputs, temps):
+            os.replace(tmp, target)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        for tmp in temps:
+            if tmp.exists():
+                tmp.unlink()
 
 
 def finite_or_none(v: float) -> Optional[float]:

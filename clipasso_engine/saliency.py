@@ -59,12 +59,14 @@ def relevancy_map(vit: ClipImageModel, image: Tensor) -> Tensor:
 
 
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``(1, 1, H, W)``, kernel truncated at 4σ, edges replicated."""
+    """Separable Gaussian blur of ``(1, 1, H, W)``, kernel truncated at 4σ, edges mirrored (as
+    scipy's gaussian_filter; replicated when the image is smaller than the kernel's reach)."""
     radius = int(4 * sigma + 0.5)
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
-    x = F.pad(x, (radius, radius, radius, radius), mode="replicate")
+    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
+    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
     x = F.conv2d(x, k.view(1, 1, 1, -1))  # along x
     return F.conv2d(x, k.view(1, 1, -1, 1))  # along y
 
@@ -144,10 +146,23 @@ def start_probabilities(
         allowed = allowed * mask.to(saliency.device, saliency.dtype)
     if not (allowed > 0).any():
         raise ValueError("no pixel may hold a stroke start: the valid area or mask is empty")
-    for m in ((1 - xdog(image).to(saliency.device)) * saliency * allowed, saliency * allowed):
+    for m in ((1 - photo_xdog(image, valid).to(saliency.device)) * saliency * allowed, saliency * allowed):
         if int((m > 0).sum()) >= min_pixels:
             return _softmax_positive(m, temperature)
     return allowed / allowed.sum()
+
+
+def photo_xdog(image: Tensor, valid: Tensor | None) -> Tensor:
+    """XDoG of the photo alone, pasted into a line-free (all ones) canvas map: run on the padded
+    canvas, the step from photo to white padding would mark the photo's border as lines."""
+    if valid is None or bool(valid.all()):
+        return xdog(image)
+    rows = torch.nonzero(valid.any(1)).flatten()
+    cols = torch.nonzero(valid.any(0)).flatten()
+    y0, y1, x0, x1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    out = torch.ones(image.shape[-2:], device=image.device)
+    out[y0:y1, x0:x1] = xdog(image[:, :, y0:y1, x0:x1])
+    return out
 
 
 def initial_strokes(

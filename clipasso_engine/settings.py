@@ -89,6 +89,8 @@ class SketchSettings(BaseModel):
         bad = set(v) - allowed
         if bad:
             raise ValueError(f"geometric_weights names unknown stages {sorted(bad)}; use {sorted(allowed)}")
+        if any(w < 0 for w in v.values()):
+            raise ValueError(f"geometric_weights must be >= 0, got {v}")
         return v
 
     @model_validator(mode="after")
@@ -96,6 +98,10 @@ class SketchSettings(BaseModel):
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)
+        if 0 < int(self.aug_bank) < self.augmentations:  # type: ignore[arg-type]
+            raise ValueError(
+                f"aug_bank ({self.aug_bank}) must be 0 (fresh augmentations) or at least augmentations ({self.augmentations})"
+            )
         return self
 
     @property
@@ -107,7 +113,3 @@ class SketchSettings(BaseModel):
     def seed_list(self) -> list[int]:
         """The seeds run together: seed, seed + 1000, … (the paper's 0, 1000, 2000)."""
         return [self.seed + 1000 * i for i in range(int(self.seeds))]  # type: ignore[arg-type]
-
-    @classmethod
-    def from_preset(cls, preset: PresetName, **overrides: Any) -> "SketchSettings":
-        return cls(preset=preset, **overrides)

@@ -10,7 +10,9 @@ Reading accepts what a designer may leave after editing in Inkscape or by hand: 
 attributes or in ``style``, inherited from groups. Every drawn piece becomes one cubic stroke in
 viewBox pixels (origin moved to the viewBox's top-left). Elements in ``<defs>``, ``<clipPath>``,
 ``<mask>``, ``<symbol>``, ``<marker>``, ``<pattern>`` and ``<metadata>`` are not drawn, so they
-are skipped; other elements (images, text, rects…) are not strokes and are ignored.
+are skipped, and so is whatever is hidden (``display:none``, ``visibility:hidden``) or has
+``stroke:none`` (a filled shape, not a stroke); other elements (images, text, rects…) are not
+strokes and are ignored.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata"}
 _STROKE_TAGS = {"path", "line", "polyline", "polygon"}
-_INHERITED = ("stroke", "stroke-width", "stroke-opacity")
+_INHERITED = ("stroke", "stroke-width", "stroke-opacity", "visibility")
 
 
 class SvgError(ValueError):
@@ -157,13 +159,14 @@ def _canvas(root: etree._Element) -> tuple[tuple[float, float], float, float]:
 def _style(el: etree._Element, inherited: dict[str, str]) -> dict[str, str]:
     """Stroke properties in effect on ``el``: inherited, then attributes, then ``style``."""
     props = dict(inherited)
-    for name in _INHERITED + ("opacity",):
+    props.pop("display", None)                      # display is not inherited (a hidden parent hides all)
+    for name in _INHERITED + ("opacity", "display"):
         if el.get(name) is not None:
             props[name] = el.get(name).strip()
     for decl in (el.get("style") or "").split(";"):
         if ":" in decl:
             name, value = (s.strip() for s in decl.split(":", 1))
-            if name in _INHERITED or name == "opacity":
+            if name in _INHERITED or name in ("opacity", "display"):
                 props[name] = value
     # opacity multiplies down the tree instead of being inherited
     own = props.pop("opacity", None)
@@ -187,7 +190,10 @@ def _walk(el: etree._Element, matrix: svg_path.Matrix, inherited: dict[str, str]
     try:
         m = svg_path.multiply(matrix, svg_path.parse_transform(el.get("transform")))
         props = _style(el, inherited)
-        if tag in _STROKE_TAGS:
+        if props.get("display") == "none":           # hidden layers and groups draw nothing
+            return
+        drawn = props.get("visibility", "visible") == "visible" and props.get("stroke", "") != "none"
+        if tag in _STROKE_TAGS and drawn:
             out.extend(_element_strokes(el, tag, m, props))
     except (svg_path.PathDataError, SvgError, ValueError) as exc:
         raise SvgError(f"{_describe(el)}: {exc}") from None

@@ -84,6 +84,18 @@ def test_refine_from_svg_with_locked_strokes(photo, tmp_path):
     assert len(b) == 4 and b[1] == a[1] and b[0] != a[0]
 
 
+def test_init_svg_at_another_size_is_scaled_onto_the_photo(photo, tmp_path):
+    """A 300×200 sketch of the 600×400 photo: its strokes double in size; a 300×300 one is refused."""
+    half = tmp_path / "half.svg"
+    half.write_text('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 300 200">'
+                    '<path d="M 10 20 C 30 40 50 60 70 80" stroke-width="2"/></svg>')
+    out = tmp_path / "scaled.svg"
+    assert main(["sketch", str(photo), "-o", str(out), "--init-svg", str(half), "--lock", "0", *TINY]) == 0
+    (s,), w, h = svg_to_strokes(out.read_bytes())
+    assert (w, h) == (600, 400)
+    assert s.points == ((20, 40), (60, 80), (100, 120), (140, 160)) and s.width == 4
+
+
 def _fails(argv: list[str], capsys, match: str) -> None:
     code = main(argv)
     err = capsys.readouterr().err.strip().splitlines()
@@ -101,10 +113,16 @@ def _fails(argv: list[str], capsys, match: str) -> None:
         ("photo", ["--levels", "4,x"], None),
         ("photo", ["--lock", "1"], "--lock needs --init-svg"),
         ("photo", ["--init-svg", "nowhere.svg"], "cannot read --init-svg"),
+        ("photo", ["--init-svg", "square.svg"], "shapes differ"),
+        ("photo", ["--json", "."], "it is a folder"),
+        ("photo", ["--clip", "bad_weights.pt"], "not a readable CLIP weights file"),
     ],
 )
-def test_bad_input_is_one_line_and_no_file(photo, tmp_path, capsys, image, extra, match):
+def test_bad_input_is_one_line_and_no_file(photo, tmp_path, capsys, monkeypatch, image, extra, match):
     (tmp_path / "corrupt.png").write_bytes(b"\x89PNG garbage")
+    (tmp_path / "square.svg").write_text('<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 9 9"><path d="M0 0L5 5"/></svg>')
+    (tmp_path / "bad_weights.pt").write_bytes(b"not torch at all" * 64)
+    monkeypatch.chdir(tmp_path)
     Image.new("RGB", (1, 1)).save(tmp_path / "dot.png")
     src = str(photo) if image == "photo" else str(tmp_path / image)
     out = tmp_path / "out.svg"
@@ -116,7 +134,7 @@ def test_bad_input_is_one_line_and_no_file(photo, tmp_path, capsys, image, extra
     else:
         _fails(argv, capsys, match)
     assert not out.exists()
-    assert [p.name for p in tmp_path.iterdir() if p.suffix == ".svg" or p.name.endswith(".partial")] == []
+    assert [p.name for p in tmp_path.iterdir() if p.suffix in (".svg", ".json") or p.name.endswith(".partial")] == ["square.svg"]
 
 
 def test_missing_weights_fail_fast_with_directions(photo, tmp_path, capsys, monkeypatch):

@@ -169,19 +169,16 @@ def test_unknown_spec_lists_valid_forms(spec):
 
 
 @pytest.mark.parametrize("spec", ["random:tiny-RN", "random:tiny-ViT"])
-def test_tiny_models_are_frozen_and_fast(spec):
+def test_tiny_models_are_frozen_and_small(spec):
     model = load_clip(spec)
     assert model.random and model.source == "random" and model.spec == spec
     assert all(not p.requires_grad for p in model.parameters())
     model.train()
     assert not model.training and not model.visual.training
+    # tests stay fast because the towers stay small (speed itself belongs to benchmarks/)
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000      # RN101 has 56 M
     x = normalize(images(5)).requires_grad_(True)
-    best = float("inf")
-    for _ in range(5):  # best of 5: the test machine's cores are shared
-        start = time.perf_counter()
-        model(x).square().sum().backward()
-        best = min(best, time.perf_counter() - start)
-    assert best < 0.2
+    model(x).square().sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert all(p.grad is None for p in model.parameters())
 

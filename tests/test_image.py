@@ -76,3 +76,40 @@ def test_canvas_keeps_aspect_and_maps_back():
     p = torch.tensor([[0.0, 0.0], [300.0, 150.0], [123.4, 56.7]])
     assert torch.allclose(c.to_photo(c.to_canvas(p)), p, atol=1e-4)
     assert c.to_canvas(torch.tensor([0.0, 0.0])).tolist() == [0.0, 56.0]
+
+
+def test_exif_orientation_is_applied():
+    """A JPEG stored 80×40 with Orientation 6 (rotate 90° clockwise to view) loads as 40×80,
+    the red band that is on the left when stored lands at the top, as viewers show it."""
+    stored = np.full((40, 80, 3), 255, np.uint8)
+    stored[:, :10] = (255, 0, 0)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(stored).save(buf, format="JPEG", exif=exif, quality=95)
+    img = load_image(buf.getvalue())
+    assert img.size == (40, 80)
+    r, g, b = img.getpixel((20, 3))
+    assert r > 200 and g < 60 and b < 60
+
+
+def test_sixteen_bit_grey_is_scaled_not_clipped(tmp_path):
+    ramp = (np.linspace(0, 65535, 64 * 32).reshape(32, 64)).astype(np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(path)
+    img = load_image(path)
+    values = np.asarray(img)[..., 0]
+    assert values.min() == 0 and values.max() == 255
+    assert 100 < np.median(values) < 155          # a ramp, not a white sheet
+
+
+def test_tall_photo_maps_its_corners_exactly():
+    """Long side vertical and not divisible: the canvas's photo area maps back to (0, 0)-(w, h)."""
+    c = make_canvas(Image.new("RGB", (95, 1000)))
+    assert c.valid.sum(0).max() == 224                                   # full height
+    ys, xs = torch.nonzero(c.valid, as_tuple=True)
+    top_left = c.to_photo(torch.tensor([float(xs.min()), float(ys.min())]))
+    bottom = c.to_photo(torch.tensor([0.0, float(ys.max() + 1)]))
+    assert top_left[1].item() == pytest.approx(0.0, abs=1e-4)
+    assert bottom[1].item() == pytest.approx(1000.0, abs=1e-3)
+    assert abs(top_left[0].item()) < c.scale / 2 + 1e-4                  # short side within half a canvas pixel

@@ -30,6 +30,22 @@ def test_loss_is_zero_for_the_photo_itself_and_positive_otherwise(photo):
     assert loss(torch.ones_like(photo), targets).item() > 1e-4
 
 
+def test_loss_is_the_documented_formula(photo):
+    """0.1 · (1 − cos of embeddings) + mean((layer2_s − layer2_p)²) + mean((layer3_s − layer3_p)²),
+    computed by hand from the tower's own features."""
+    from clipasso_engine.clip_models import normalize
+
+    loss = _loss("random:tiny-RN")
+    sketch = torch.rand(1, 3, 224, 224, generator=torch.Generator().manual_seed(5))
+    es, fs = loss.model.features(normalize(sketch), ("layer2", "layer3"))
+    ep, fp = loss.model.features(normalize(photo), ("layer2", "layer3"))
+    by_hand = 0.1 * (1 - torch.cosine_similarity(es, ep)) + sum((fs[k] - fp[k]).square().mean() for k in ("layer2", "layer3"))
+    assert loss(sketch, loss.photo_targets(photo)).item() == pytest.approx(by_hand.item(), rel=1e-4)
+    only_semantic = ClipassoLoss(get_clip("random:tiny-RN"), {"layer2": 0.0, "layer3": 0.0}, 0.1)
+    assert only_semantic(sketch, only_semantic.photo_targets(photo)).item() == pytest.approx(
+        (0.1 * (1 - torch.cosine_similarity(es, ep))).item(), rel=1e-4)
+
+
 def test_groups_share_targets_without_copies(photo):
     """Sketch i is compared with target i mod K: the same as repeating the targets."""
     loss = _loss("random:tiny-RN")

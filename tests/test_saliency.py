@@ -17,6 +17,7 @@ from clipasso_engine.saliency import (
     STEP_RADIUS,
     initial_strokes,
     otsu_threshold,
+    photo_xdog,
     relevancy_map,
     start_probabilities,
     xdog,
@@ -126,7 +127,7 @@ def test_start_probabilities_follow_edges_saliency_and_temperature(vit, astronau
     assert prob.shape == (224, 224)
     assert prob.sum().item() == pytest.approx(1.0, abs=1e-5)
     assert prob[~valid].max() == 0
-    m = (1 - xdog(canvas)) * relevancy_map(vit, canvas) * valid
+    m = (1 - photo_xdog(canvas, valid)) * relevancy_map(vit, canvas) * valid
     positive = m > 0
     assert torch.equal(prob > 0, positive)  # only on XDoG lines with some saliency
     # softmax with temperature 0.3: probability ratios are exp(Δmap / 0.3)
@@ -145,9 +146,20 @@ def test_start_probabilities_respect_a_foreground_mask(vit):
     assert prob[mask == 0].max() == 0 and prob[mask == 1].min() >= 0
 
 
+def test_photo_border_is_not_a_line():
+    """XDoG runs on the photo alone: the step from photo to white padding is no edge."""
+    canvas, valid = letterboxed("chelsea")
+    rows = torch.nonzero(valid.any(1)).flatten()
+    cols = valid.any(0)
+    top = int(rows[0])
+    border = (photo_xdog(canvas, valid)[top : top + 3][:, cols] == 0).float().mean()
+    on_canvas = (xdog(canvas)[top : top + 3][:, cols] == 0).float().mean()
+    assert on_canvas > 0.95 and border < 0.8
+
+
 def test_start_probabilities_fall_back_to_saliency(vit):
     canvas, valid = letterboxed("chelsea")
-    lines = int((xdog(canvas)[valid] == 0).sum())
+    lines = int((photo_xdog(canvas, valid)[valid] == 0).sum())
     prob = start_probabilities(canvas, vit, valid=valid, min_pixels=lines + 1)
     saliency = relevancy_map(vit, canvas) * valid
     assert torch.equal(prob > 0, saliency > 0)  # saliency alone: also off the lines

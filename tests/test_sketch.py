@@ -101,6 +101,26 @@ def test_early_stop_ends_a_flat_run(cat):
     assert res.engine["iterations"] < 400
 
 
+def test_tall_photo_and_off_canvas_start_strokes():
+    """A portrait photo's strokes come back inside it; init strokes wholly off the photo (all
+    culled by the rasterizer) do not break the step."""
+    tall = np.full((400, 150, 3), 230, np.uint8)
+    tall[100:300, 40:110] = 20
+    res = sketch(tall, settings(iterations=6, strokes=6))
+    pts = np.array([s.points for s in res.strokes])
+    assert (res.width, res.height) == (150, 400)
+    assert 0 <= pts[:, 0, 0].min() and pts[:, 0, 0].max() <= 150 and 0 <= pts[:, 0, 1].min() and pts[:, 0, 1].max() <= 400
+    away = [Stroke(points=((-900, -900), (-890, -900), (-880, -900), (-870, -900)))]
+    assert sketch(tall, settings(iterations=3), init_strokes=away).strokes == away     # nothing to move it
+
+
+def test_levels_with_several_seeds_pick_per_level(cat):
+    res = sketch(cat, settings(levels=[2, 3], seeds=2, iterations=4))
+    for n in (2, 3):
+        losses = {int(k): v for k, v in res.level_meta[n]["seed_losses"].items()}
+        assert sorted(losses) == [0, 1000] and res.level_meta[n]["seed"] == min(losses, key=losses.get)
+
+
 @pytest.mark.parametrize(
     "kw,message",
     [
@@ -110,6 +130,8 @@ def test_early_stop_ends_a_flat_run(cat):
         ({"width": -1}, "greater than 0"),
         ({"preset": "turbo"}, "fast"),
         ({"colour": "red"}, "Extra inputs"),
+        ({"aug_bank": 2, "augmentations": 4}, "at least augmentations"),
+        ({"geometric_weights": {"layer2": -1.0}}, ">= 0"),
     ],
 )
 def test_bad_settings_are_refused(kw, message):

@@ -100,6 +100,17 @@ def test_arcs_and_transforms_land_where_cairo_draws_them():
     assert ours.sum() == pytest.approx(ref.sum(), rel=0.03)
 
 
+def test_hidden_and_unstroked_elements_are_not_strokes():
+    svg = """<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 50 50">
+      <g style="display:none"><path d="M 0 0 L 10 10"/></g>
+      <g visibility="hidden"><path d="M 1 1 L 11 11"/><path visibility="visible" d="M 5 5 L 6 6"/></g>
+      <path stroke="none" fill="#000" d="M 2 2 L 12 12"/>
+      <path d="M 3 3 L 13 13"/>
+    </svg>"""
+    strokes, _, _ = svg_to_strokes(svg)
+    assert [s.points[0] for s in strokes] == [(5, 5), (3, 3)]
+
+
 def test_arc_pieces_lie_on_the_circle():
     svg = '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 100 100"><path d="M 30 50 A 20 20 0 1 1 50 70"/></svg>'
     strokes, _, _ = svg_to_strokes(svg)

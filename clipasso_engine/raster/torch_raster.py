@@ -70,7 +70,7 @@ def render(
     ty_n, tx_n = math.ceil(height / tile), math.ceil(width / tile)
     n_tiles = ty_n * tx_n
     if N == 0:
-        return points.new_zeros(S, height, width)
+        return _blank(points, widths, height, width)
 
     # --- flatten every Bézier into a polyline of its own number of chords ---------------------
     a, b, owner = flatten(points.reshape(S * N, 4, 2), chords)          # (M, 2), (M, 2), (M,)
@@ -80,7 +80,7 @@ def render(
     with torch.no_grad():
         chord, tile_id = chord_tile_pairs(a, b, half[owner], tile, tx_n, ty_n, height, width)
     if chord.numel() == 0:
-        return points.new_zeros(S, height, width)
+        return _blank(points, widths, height, width)
     stroke = owner[chord]                                              # (P,) global stroke index
 
     # --- coverage of each pair's tile pixels by its chord ------------------------------------
@@ -107,6 +107,13 @@ def render(
     ink = 1.0 - torch.exp(log_paper)                                   # 1 - Π(1 - c)
     ink = ink.reshape(S, ty_n, tx_n, tile, tile).permute(0, 1, 3, 2, 4)
     return ink.reshape(S, ty_n * tile, tx_n * tile)[:, :height, :width]
+
+
+def _blank(points: torch.Tensor, widths: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Empty paper ``(S, H, W)`` that stays in the autograd graph (zero gradients), so a step
+    whose strokes all lie off the canvas can still call ``backward()``."""
+    paper = points.new_zeros(points.shape[0], height, width)
+    return paper + 0.0 * (points.sum() + widths.sum())
 
 
 def flatten(control: torch.Tensor, chords: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
