@@ -201,9 +201,13 @@ def set_up_engine(args: argparse.Namespace, inst: Installer) -> Optional[str]:
     venv = Path(args.venv).expanduser().absolute() if args.venv else data_dir() / "venv"
     python = venv_python(venv)
     if not python.is_file():
+        # --uninstall removes the venv folder whole: only one this installer made (absent or empty
+        # before), never a folder of the user's that merely got a venv put into it
+        fresh = not venv.exists() or (venv.is_dir() and not any(venv.iterdir()))
         inst.make_dir(venv.parent)
         inst.run([sys.executable, "-m", "venv", str(venv)], "create the engine environment")
-        inst.own("trees", venv)
+        if fresh:
+            inst.own("trees", venv)
     inst.run([str(python), "-m", "pip", "install", "--upgrade", str(REPO)], "install the engine (torch and all)")
     return str(python)
 
@@ -249,8 +253,9 @@ def copy_extension(target: Path, inst: Installer) -> List[str]:
 
 
 def write_config(args: argparse.Namespace, client: Any, engine_python: Optional[str], inst: Installer) -> Path:
-    """``config.json``: engine URL, engine Python, token path. Values the user set before are
-    kept unless given again on the command line."""
+    """``config.json``: engine URL, engine Python. Values the user set before are kept unless
+    given again on the command line. (The token needs no entry: the engine keeps it in this same
+    folder, where the extension reads it.)"""
     folder = inst.config_dir
     path = folder / CONFIG
     config: Dict[str, Any] = {}
@@ -262,7 +267,7 @@ def write_config(args: argparse.Namespace, client: Any, engine_python: Optional[
     config["engine_url"] = args.engine_url or config.get("engine_url") or client.DEFAULT_URL
     if engine_python or "engine_python" not in config:
         config["engine_python"] = engine_python
-    config["token_path"] = str(folder / "token")
+    config.pop("token_path", None)           # written by earlier versions; never read
     inst.make_dir(folder)
     inst.write(path, (json.dumps(config, indent=2) + "\n").encode("utf-8"), "config")
     return path

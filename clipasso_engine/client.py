@@ -10,12 +10,15 @@ engine package, Python 3.8 syntax.
     result["levels"]["16"][0]["points"]          # 4 control points in photo pixels
 
 Every failure raises :class:`EngineError` with the engine's own message (what to do);
-:class:`EngineUnavailable` when nothing answers at the URL.
+:class:`EngineUnavailable` when nothing answers at the URL (or the answer breaks off). Redirects
+are refused, never followed: the token would go along to wherever they point.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
+import http.client
 import json
 import os
 import socket
@@ -168,17 +171,25 @@ class EngineClient:
     def events(self, job_id: str) -> Iterator[Dict[str, Any]]:
         """The job's status as the engine pushes it (Server-Sent Events): one dict per change,
         the last one in a final state."""
-        req = self._prepare("GET", "/v1/jobs/{}/events".format(job_id), None)
+        path = "/v1/jobs/{}/events".format(job_id)
+        req = self._prepare("GET", path, None)
         req.add_header("Accept", "text/event-stream")
         with self._open(req) as resp:
             data: List[str] = []
-            for raw in resp:
-                line = raw.decode("utf-8").rstrip("\r\n")
-                if line.startswith("data:"):
-                    data.append(line[5:].lstrip(" "))
-                elif not line and data:
-                    status = json.loads("\n".join(data))
-                    data = []
+            while True:
+                with self._reading(path):
+                    raw = resp.readline()
+                    if not raw:
+                        raise EngineUnavailable("the engine at {} ended the event stream of job {} before the job "
+                                                "ended".format(self.url, job_id))
+                    line = raw.decode("utf-8").rstrip("\r\n")
+                    status = None
+                    if line.startswith("data:"):
+                        data.append(line[5:].lstrip(" "))
+                    elif not line and data:
+                        status = json.loads("\n".join(data))
+                        data = []
+                if status is not None:
                     yield status
                     if status.get("state") in TERMINAL_STATES:
                         return
@@ -192,7 +203,28 @@ class EngineClient:
 
     def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         with self._open(self._prepare(method, path, body)) as resp:
-            return json.loads(resp.read().decode("utf-8"))
+            with self._reading(path):
+                answer = json.loads(resp.read().decode("utf-8"))
+                if not isinstance(answer, dict):
+                    raise ValueError("not a JSON object")
+                return answer
+
+    @contextlib.contextmanager
+    def _reading(self, path: str) -> Iterator[None]:
+        """Reading and parsing an answer: a broken-off answer is :class:`EngineUnavailable`, one
+        that is not the engine's JSON an :class:`EngineError` naming the URL."""
+        try:
+            yield
+        except (http.client.HTTPException, OSError) as exc:  # timeouts and connection resets too
+            raise EngineUnavailable(
+                "the engine at {} stopped answering ({}): is it still running? (`clipasso serve`)".format(
+                    self.url, str(exc) or type(exc).__name__)
+            ) from None
+        except ValueError:  # not JSON, or not UTF-8
+            raise EngineError(
+                "something other than a CLIPasso engine answers at {} (its answer to {} is not the engine's "
+                "JSON)".format(self.url, path), status=200
+            ) from None
 
     def _prepare(self, method: str, path: str, body: Optional[Dict[str, Any]]) -> urllib.request.Request:
         data = None if body is None else json.dumps(body).encode("utf-8")
@@ -204,7 +236,7 @@ class EngineClient:
 
     def _open(self, req: urllib.request.Request) -> Any:
         # No proxies: the engine is usually on loopback, and a system proxy would see the token.
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}), _RefuseRedirects(self.url))
         try:
             return opener.open(req, timeout=self.timeout)
         except urllib.error.HTTPError as exc:
@@ -214,6 +246,26 @@ class EngineClient:
             raise EngineUnavailable(
                 "no clipasso engine answers at {} ({}): start it with `clipasso serve`".format(self.url, reason)
             ) from None
+        except http.client.HTTPException as exc:  # an answer, but not HTTP (another kind of server)
+            raise EngineError(
+                "something other than a CLIPasso engine answers at {} (not an HTTP answer: {})".format(
+                    self.url, type(exc).__name__)
+            ) from None
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """The engine never redirects; following one would send the token elsewhere."""
+
+    def __init__(self, url: str):
+        self.url = url
+
+    def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
+        fp.close()
+        raise EngineError(
+            "something other than a CLIPasso engine answers at {} (it redirects to {}; not followed, so the "
+            "token stays here)".format(self.url, newurl),
+            status=code,
+        )
 
 
 def _error_detail(exc: urllib.error.HTTPError) -> str:

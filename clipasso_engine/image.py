@@ -68,8 +68,8 @@ def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
         img.load()
     except ImageError:
         raise
-    except Image.DecompressionBombError:                    # Pillow's own header check, far above ours
-        raise ImageError(f"{name} has too many pixels; the limit is {max_pixels / 1e6:.0f} megapixels — scale it down first") from None
+    except Image.DecompressionBombError as exc:             # Pillow's own header check, far above ours
+        raise ImageError(f"{name}: the image is too large ({exc}); the limit is {max_pixels / 1e6:.0f} megapixels — scale it down first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         detail = "not a known image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
         raise ImageError(f"{name} is not a readable image (PNG, JPEG, WebP, …): {detail}") from None

@@ -32,8 +32,9 @@ class Config:
     defaults for whatever is missing.
 
     ``engine_url``: where the engine listens; ``engine_python``: the interpreter that has
-    ``clipasso_engine`` installed (used to start the engine); ``token_path``: the engine's
-    token file; ``job_timeout``/``start_timeout``: seconds.
+    ``clipasso_engine`` installed (used to start the engine); ``job_timeout``/``start_timeout``:
+    seconds. The token is the file ``token`` in the same folder, where the engine writes it
+    (or ``$CLIPASSO_TOKEN``).
     """
 
     def __init__(self, folder: str, values: Dict[str, Any]):
@@ -41,7 +42,6 @@ class Config:
         self.path = os.path.join(folder, CONFIG_FILE)
         self.engine_url = str(values.get("engine_url") or DEFAULT_URL).rstrip("/")
         self.engine_python = values.get("engine_python") or None
-        self.token_path = str(values.get("token_path") or os.path.join(folder, "token"))
         self.job_timeout = float(values.get("job_timeout") or DEFAULT_JOB_TIMEOUT)
         self.start_timeout = float(values.get("start_timeout") or DEFAULT_START_TIMEOUT)
 
@@ -73,7 +73,7 @@ def is_local(url: str) -> bool:
 def token_or_blank(config: Config) -> str:
     """The engine's token, or '' before an engine has ever run (it writes the token on first start)."""
     try:
-        return read_token(os.path.dirname(config.token_path))
+        return read_token(config.folder)
     except EngineError:
         return ""
 
@@ -91,9 +91,13 @@ def answering_client(config: Config, url: str) -> Optional[EngineClient]:
                 "The engine at {} does not accept this computer's token ({}). Restart that engine, "
                 "or set the engine URL of your own.".format(url, exc)
             )
+        detail = str(exc)
+        if detail.startswith("something other than"):  # the client said it already
+            detail = "S" + detail[1:]
+        else:
+            detail = "Something other than a CLIPasso engine answers at {} ({})".format(url, detail)
         raise inkex.AbortExtension(
-            "Something other than a CLIPasso engine answers at {} ({}). Set another engine URL "
-            "(a free port) in the dialog or in {}.".format(url, exc, config.path)
+            "{}. Set another engine URL (a free port) in the dialog or in {}.".format(detail, config.path)
         )
     return client
 
@@ -188,20 +192,63 @@ def wait_until_healthy(config: Config, url: str, process: "subprocess.Popen[byte
     )
 
 
-def open_in_browser(url: str) -> None:
-    """Open ``url`` in the default browser without tying the browser to Inkscape's pipes
-    (``webbrowser`` lets the browser inherit stderr, which Inkscape would wait on)."""
+PREVIEW_LAUNCHER = "preview.html"
+
+
+def write_preview_launcher(config: Config, client: EngineClient) -> str:
+    """A page in the config folder, readable by this user only, that sends the browser on to
+    the live preview page with the token in the URL fragment; returns its path.
+
+    The browser is opened on this file rather than on the page's URL because a command's
+    arguments are visible to every user of the computer (``ps``), and the token must not be."""
+    target = json.dumps(preview_url(client)).replace("<", "\\u003c").replace(">", "\\u003e")
+    page = (
+        "<!DOCTYPE html>\n<meta charset=\"utf-8\">\n<meta name=\"referrer\" content=\"no-referrer\">\n"
+        "<title>CLIPasso live preview</title>\n<script>location.replace({});</script>\n"
+        "<p>Opening the CLIPasso live preview&hellip;</p>\n".format(target)
+    )
+    os.makedirs(config.folder, mode=0o700, exist_ok=True)
+    path = os.path.join(config.folder, PREVIEW_LAUNCHER)
+    handle = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        if hasattr(os, "fchmod"):
+            os.fchmod(handle, 0o600)  # an older file may have had looser permissions
+        os.write(handle, page.encode("utf-8"))
+    finally:
+        os.close(handle)
+    return path
+
+
+def browser_command(path: str) -> List[str]:
+    """The command that opens a local file in the default browser (macOS, other POSIX)."""
+    return ["open" if sys.platform == "darwin" else "xdg-open", path]
+
+
+def open_file_in_browser(path: str) -> None:
+    """Open a local file in the default browser without tying the browser to Inkscape's pipes
+    (``webbrowser`` lets the browser inherit stderr, which Inkscape would wait on). No browser
+    opener: nothing happens; the live preview is a convenience, the sketch goes on."""
     if os.name == "nt":
-        os.startfile(url)  # type: ignore[attr-defined]
+        try:
+            os.startfile(path)  # type: ignore[attr-defined]
+        except OSError:
+            pass
         return
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
     try:
         subprocess.Popen(
-            [opener, url], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            browser_command(path), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             close_fds=True, **detached()
         )
     except OSError:
-        pass  # no browser opener: the live preview is a convenience, the sketch goes on
+        pass
+
+
+def show_preview(config: Config, client: EngineClient) -> None:
+    """Show the engine's live preview page in the default browser (best effort)."""
+    try:
+        open_file_in_browser(write_preview_launcher(config, client))
+    except OSError:
+        pass
 
 
 def run_job(
@@ -224,7 +271,7 @@ def run_job(
     except EngineError as exc:
         raise inkex.AbortExtension("The engine refused the job: {}".format(exc))
     if open_preview:
-        open_in_browser(preview_url(client))
+        show_preview(config, client)
     try:
         return client.wait(job, timeout=config.job_timeout)
     except EngineUnavailable:
@@ -244,6 +291,18 @@ def run_job(
                 "preset or fewer iterations, or raise job_timeout (seconds) in {}.".format(duration(config.job_timeout), config.path)
             )
         raise inkex.AbortExtension("The engine failed while sketching: {}".format(exc))
+
+
+def check_result_size(result: Dict[str, Any], shown: Sequence[int]) -> None:
+    """The strokes are in pixels of the picture the engine read: it must be the one shown here
+    (``clipasso_image.display_size``), else they would land stretched or turned."""
+    got = (int(result["width"]), int(result["height"]))
+    if got != tuple(shown):
+        raise inkex.AbortExtension(
+            "The engine read the photo as {}×{} pixels, but it is shown here as {}×{}, so its strokes would not fit; "
+            "nothing was added. Update the engine ({}), or save the photo without its EXIF rotation and import it "
+            "again.".format(got[0], got[1], shown[0], shown[1], INSTALL_HINT)
+        )
 
 
 def duration(seconds: float) -> str:

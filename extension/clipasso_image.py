@@ -1,7 +1,8 @@
 """The pixels of an ``<image>`` element, read with the standard library only.
 
 Inkscape's own Python may have no PIL, so the encoded bytes go to the engine as they are and
-the raster's size in pixels is read from the file header (PNG IHDR, JPEG SOFn, GIF, WebP, BMP).
+the raster's size in pixels is read from the file header (PNG IHDR, JPEG SOFn, GIF, WebP, BMP),
+turned as shown by a JPEG's EXIF orientation.
 """
 
 import base64
@@ -137,6 +138,54 @@ def _bmp(data: bytes) -> Optional[Tuple[int, int, str]]:
     else:  # height < 0 marks a top-down bitmap
         width, height = struct.unpack("<ii", data[18:26])
     return width, abs(height), "bmp"
+
+
+def display_size(data: bytes) -> Tuple[int, int]:
+    """``(width, height)`` of the picture as shown: a JPEG whose EXIF orientation (5 to 8) says
+    it is stored sideways is shown turned a quarter, by Inkscape and by the engine alike (whose
+    strokes come in the upright picture's pixels)."""
+    width, height, kind = pixel_size(data)
+    if kind == "jpeg" and jpeg_orientation(data) in (5, 6, 7, 8):
+        return height, width
+    return width, height
+
+
+def jpeg_orientation(data: bytes) -> int:
+    """The EXIF Orientation (1 to 8) of a JPEG; 1 (upright) when it has none."""
+    pos = 2
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker in _STANDALONE_MARKERS:
+            pos += 2
+            continue
+        if marker == 0xDA:  # start of scan: the headers are over
+            break
+        (length,) = struct.unpack(">H", data[pos + 2 : pos + 4])
+        segment = data[pos + 4 : pos + 2 + length]
+        if marker == 0xE1 and segment[:6] == b"Exif\0\0":
+            return _tiff_orientation(segment[6:])
+        pos += 2 + length
+    return 1
+
+
+def _tiff_orientation(tiff: bytes) -> int:
+    """Tag 0x0112 of the first IFD of an EXIF (TIFF) block."""
+    order = {b"II": "<", b"MM": ">"}.get(tiff[:2])
+    if order is None or len(tiff) < 8:
+        return 1
+    (ifd,) = struct.unpack(order + "I", tiff[4:8])
+    if ifd + 2 > len(tiff):
+        return 1
+    (count,) = struct.unpack(order + "H", tiff[ifd : ifd + 2])
+    for start in range(ifd + 2, min(ifd + 2 + 12 * count, len(tiff) - 11), 12):
+        tag, kind = struct.unpack(order + "HH", tiff[start : start + 4])
+        if tag == 0x0112 and kind == 3:  # SHORT
+            (value,) = struct.unpack(order + "H", tiff[start + 8 : start + 10])
+            return value if 1 <= value <= 8 else 1
+    return 1
 
 
 # Start-of-frame markers carry the size: C0-CF except DHT (C4), JPG (C8) and DAC (CC).

@@ -4,7 +4,8 @@
 The selected paths, converted to the photo's pixels, are the engine's starting strokes (each
 cubic segment one stroke). On request the other paths of their layers come along as fixed
 strokes: they shape the result but do not move. When the job is done every selected path is
-redrawn in place (same element, id, style and transform); nothing else changes.
+redrawn in place (same element, id, style and transform), each segment now a separate
+one-segment piece of it; nothing else changes.
 """
 
 import warnings
@@ -14,8 +15,8 @@ import inkex
 
 warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
 
-from clipasso_common import Config, EngineExtension, connect, run_job  # noqa: E402
-from clipasso_image import ImageReadError, pixel_size, read_image_bytes  # noqa: E402
+from clipasso_common import Config, EngineExtension, check_result_size, connect, run_job  # noqa: E402
+from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_placement import pixels_to_local  # noqa: E402
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
 
@@ -94,7 +95,7 @@ class Refine(EngineExtension):
         image = source_image(self.svg, moving)
         try:
             data, _ = read_image_bytes(image, self.options.input_file)
-            width, height, _ = pixel_size(data)
+            width, height = display_size(data)  # the engine's pixels: the upright picture
         except ImageReadError as exc:
             raise inkex.AbortExtension(str(exc))
 
@@ -118,6 +119,7 @@ class Refine(EngineExtension):
         config = Config.load()
         client = connect(config, self.engine_url(config))
         result = run_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
+        check_result_size(result, (width, height))
 
         (refined,) = result["levels"].values()
         for path in moving:

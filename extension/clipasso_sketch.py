@@ -13,11 +13,15 @@ import inkex
 
 warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
 
-from clipasso_common import Config, EngineExtension, connect, run_job  # noqa: E402
-from clipasso_image import ImageReadError, pixel_size, read_image_bytes  # noqa: E402
+from clipasso_common import Config, EngineExtension, check_result_size, connect, run_job  # noqa: E402
+from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
 
 PRESETS = ("fast", "standard", "paper")
+NO_MASK_MODEL = (
+    "Removing the background needs a foreground-mask model, which is not part of this version of CLIPasso. "
+    "Untick \"Remove the background first\" and run Sketch from image again."
+)
 
 
 def parse_levels(text: str) -> Optional[List[int]]:
@@ -76,16 +80,19 @@ class Sketch(EngineExtension):
         pars.add_argument("--open_preview", type=inkex.Boolean, default=True, help="open the live preview page")
 
     def effect(self):
+        if self.options.mask:  # kept in the dialog for a later version; the engine has no mask model to make one
+            raise inkex.AbortExtension(NO_MASK_MODEL)
         image = selected_image(self.svg)
         settings = sketch_settings(self.options)
         try:
             data, _ = read_image_bytes(image, self.options.input_file)
-            pixel_size(data)
+            shown = display_size(data)
         except ImageReadError as exc:
             raise inkex.AbortExtension(str(exc))
         config = Config.load()
         client = connect(config, self.engine_url(config))
         result = run_job(client, config, data, settings, open_preview=self.options.open_preview)
+        check_result_size(result, shown)
         add_level_layers(self.svg, image, result)
 
 

@@ -168,5 +168,8 @@ def path_strokes(path: inkex.PathElement, to_pixels: inkex.Transform) -> List[St
 
 
 def replace_path_strokes(path: inkex.PathElement, strokes: Sequence[Stroke], from_pixels: inkex.Transform) -> None:
-    """Redraw ``path`` as ``strokes`` (image pixels), keeping its id, style and transform."""
+    """Redraw ``path`` as ``strokes`` (image pixels), keeping its id, style and transform.
+
+    Refine returns each piece of a path as its own stroke: a path of several segments comes
+    back as as many separate one-segment pieces (one ``M … C …`` subpath each), no longer joined."""
     path.set("d", strokes_path_data(strokes, from_pixels))

@@ -4,10 +4,11 @@ only): headers of every format Pillow writes here, data URIs, linked files."""
 from __future__ import annotations
 
 import io
+import struct
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from extension_support import data_uri, import_extension_modules, png_bytes
 
@@ -15,7 +16,9 @@ import_extension_modules()
 
 import inkex  # noqa: E402
 
-from clipasso_image import ImageReadError, candidate_paths, decode_data_uri, pixel_size, read_image_bytes  # noqa: E402
+from clipasso_image import (  # noqa: E402
+    ImageReadError, candidate_paths, decode_data_uri, display_size, jpeg_orientation, pixel_size, read_image_bytes,
+)
 
 
 def encoded(fmt: str, size=(37, 23), mode="RGB", **save) -> bytes:
@@ -106,3 +109,41 @@ def test_read_linked_and_embedded(tmp_path, monkeypatch):
     assert read_image_bytes(svg2, None) == (png, "embedded image")
     with pytest.raises(ImageReadError, match="no picture data"):
         read_image_bytes(inkex.Image(), None)
+
+
+def oriented_jpeg(orientation: int, size=(37, 23), xmp: bool = False) -> bytes:
+    """A JPEG stored ``size``, with EXIF Orientation ``orientation`` (and other tags), as a
+    phone writes portrait photos; ``xmp``: an XMP APP1 segment before the EXIF one."""
+    exif = Image.Exif()
+    exif[0x010F] = "Camera maker"
+    exif[0x0112] = orientation
+    exif[0x0131] = "Software"
+    data = encoded("JPEG", size=size, exif=exif.tobytes())
+    if xmp:
+        payload = b"http://ns.adobe.com/xap/1.0/\0<x:xmpmeta/>"
+        data = data[:2] + b"\xff\xe1" + struct.pack(">H", len(payload) + 2) + payload + data[2:]
+    return data
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_display_size_turns_sideways_jpegs_as_pillow_does(orientation):
+    for data in (oriented_jpeg(orientation), oriented_jpeg(orientation, xmp=True)):
+        assert jpeg_orientation(data) == orientation
+        assert pixel_size(data) == (37, 23, "jpeg")                          # as stored
+        upright = ImageOps.exif_transpose(Image.open(io.BytesIO(data)))      # what the engine sketches
+        assert display_size(data) == upright.size == ((23, 37) if orientation >= 5 else (37, 23))
+
+
+def test_display_size_without_orientation():
+    assert display_size(encoded("JPEG", exif=exif_block())) == (37, 23)
+    assert display_size(encoded("PNG")) == (37, 23)
+    # big-endian ("MM") EXIF, as many cameras write it: orientation 8
+    tiff = b"MM\x00\x2a\x00\x00\x00\x08" + b"\x00\x01" + struct.pack(">HHIHH", 0x0112, 3, 1, 8, 0) + b"\x00" * 4
+    app1 = b"Exif\0\0" + tiff
+    plain = encoded("JPEG")
+    data = plain[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + plain[2:]
+    assert jpeg_orientation(data) == 8 and display_size(data) == (23, 37)
+    assert ImageOps.exif_transpose(Image.open(io.BytesIO(data))).size == (23, 37)
+    # damaged EXIF: upright
+    bad = plain[:2] + b"\xff\xe1\x00\x0aExif\0\0MM" + plain[2:]
+    assert jpeg_orientation(bad) == 1 and display_size(bad) == (37, 23)

@@ -207,6 +207,45 @@ def test_refine_moves_the_selected_strokes_in_place(setup, tmp_path):
     assert elements_outside_sketch(tmp_path / "out.svg") == elements_outside_sketch(sketched)
 
 
+def sideways_jpeg() -> bytes:
+    """A portrait shot as a phone stores it: pixels on their side (64 wide, 48 high) plus EXIF
+    Orientation 6, so it is shown (by Inkscape and by the engine) 48 wide, 64 high."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    buf = io.BytesIO()
+    Image.fromarray(photo()).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    return buf.getvalue()
+
+
+def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
+    """Strokes of an EXIF-turned photo land on it, and Refine takes them to the engine's pixels
+    and back in the same orientation (one step moves a stroke by a pixel or so, no more)."""
+    doc = tmp_path / "in.svg"
+    doc.write_text(document(data_uri(sideways_jpeg(), "image/jpeg")))
+    first = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(strokes=4)], doc, tmp_path)
+    assert first.returncode == 0, first.stderr
+    sketched = tmp_path / "sketched.svg"
+    (tmp_path / "out.svg").rename(sketched)
+    (layer,) = check_sketch(doc, sketched, [4])
+    # shown 48 × 64 in the 160 × 120 box (meet): the picture spans x 55 to 145, not 20 to 180
+    before = path_points(layer)
+    assert before[:, 0].min() > 55 - 10 and before[:, 0].max() < 145 + 10
+
+    ids = [p.get("id") for p in layer.iter(SVG + "path")]
+    out = fast(setup, "clipasso_refine.py", [*(f"--id={i}" for i in ids), "--iterations=1", "--open_preview=false"],
+               sketched, tmp_path)
+    assert out.returncode == 0, out.stderr
+    # no output: the best strokes were the starting ones, which came back exactly where they were
+    refined = tmp_path / "out.svg" if (tmp_path / "out.svg").exists() else sketched
+    (after,) = sketch_layers(refined)
+    moved = np.abs(path_points(after) - before).max()
+    assert moved < 5, moved
+
+
 @pytest.mark.parametrize(
     "case, ids, href, message",
     [
@@ -238,6 +277,19 @@ def isolated_config(setup, tmp_path: Path, **values) -> dict:
     return dict(setup["env"], CLIPASSO_CONFIG_DIR=str(folder))
 
 
+def test_background_removal_stops_before_the_engine(setup, tmp_path):
+    """The engine has no foreground-mask model: ticking the option says so at once, no engine is
+    contacted or started (the configured one could not even start) and the document stays."""
+    doc = tmp_path / "in.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    env = isolated_config(setup, tmp_path, engine_url=f"http://127.0.0.1:{free_port()}", engine_python=str(tmp_path / "no-python"))
+    out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(mask="true")], doc, tmp_path, env)
+    assert out.returncode == ABORT_STATUS, out.stderr
+    assert "foreground-mask model" in out.stderr and "Untick" in out.stderr and "engine" not in out.stderr.lower()
+    assert out.stdout == "" and not (tmp_path / "out.svg").exists()
+    assert not (tmp_path / "config" / "engine.log").exists()
+
+
 def test_engine_unreachable(setup, tmp_path):
     doc = tmp_path / "in.svg"
     doc.write_text(document(data_uri(png_bytes(photo()))))
@@ -248,6 +300,38 @@ def test_engine_unreachable(setup, tmp_path):
     local = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, env)
     assert local.returncode == ABORT_STATUS and "no engine installed to start" in local.stderr and "install.py" in local.stderr
     assert not (tmp_path / "out.svg").exists()
+
+
+def test_another_web_app_at_the_engine_url(setup, tmp_path):
+    """A web page answers at the engine's port: a message saying so, not a traceback."""
+    import http.server
+    import threading
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            body = b"<!DOCTYPE html><title>Some other app</title>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    doc = tmp_path / "in.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(engine_url=url)], doc, tmp_path)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert out.returncode == ABORT_STATUS, out.stderr
+    assert f"Something other than a CLIPasso engine answers at {url}" in out.stderr and "Traceback" not in out.stderr
+    assert "Set another engine URL" in out.stderr and not (tmp_path / "out.svg").exists()
 
 
 def test_engine_that_fails_to_start_points_at_its_log(setup, tmp_path):

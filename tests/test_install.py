@@ -3,6 +3,8 @@ made: --no-engine or --python <this interpreter>)."""
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import shutil
@@ -44,13 +46,15 @@ def test_install_reinstall_uninstall(home):
     assert sorted(p.name for p in ext.iterdir()) == EXPECTED
     assert (ext / "clipasso_client.py").read_bytes() == (REPO / "clipasso_engine" / "client.py").read_bytes()
     settings = json.loads((config / "config.json").read_text())
-    assert settings == {"engine_url": "http://127.0.0.1:8765", "engine_python": None, "token_path": str(config / "token")}
+    assert settings == {"engine_url": "http://127.0.0.1:8765", "engine_python": None}     # no token_path: the engine's folder
     assert str(ext) in first.stdout and "Sketch from image" in first.stdout
     if shutil.which("inkscape"):
         assert "checked: Inkscape's Python" in first.stdout
 
-    # a user's edit of the URL survives a reinstall; --python fills in the engine
+    # a user's edit of the URL survives a reinstall; --python fills in the engine; an earlier
+    # version's token_path (never read) goes
     settings["engine_url"] = "http://127.0.0.1:9999"
+    settings["token_path"] = "/elsewhere/token"
     (config / "config.json").write_text(json.dumps(settings))
     manifest = json.loads((config / "install-manifest.json").read_text())
     second = run_install(["--python", sys.executable, "--no-weights"], env)
@@ -58,6 +62,7 @@ def test_install_reinstall_uninstall(home):
     assert "already installed" in second.stdout
     settings = json.loads((config / "config.json").read_text())
     assert settings["engine_url"] == "http://127.0.0.1:9999" and settings["engine_python"] == str(Path(sys.executable).absolute())
+    assert "token_path" not in settings
     assert json.loads((config / "install-manifest.json").read_text()) == manifest
     assert sorted(p.name for p in ext.iterdir()) == EXPECTED
 
@@ -121,3 +126,41 @@ def test_outdated_files_of_an_earlier_version_go(home):
     (config / "install-manifest.json").write_text(json.dumps(manifest))
     assert run_install(["--no-engine"], env).returncode == 0
     assert not old.exists() and str(old) not in (config / "install-manifest.json").read_text()
+
+
+def load_installer():
+    spec = importlib.util.spec_from_file_location("clipasso_install", REPO / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("before", ["absent", "empty", "user files"])
+def test_uninstall_removes_a_venv_folder_only_if_install_made_it(tmp_path, monkeypatch, before):
+    """``--venv DIR`` into a folder of the user's: the venv goes in, but --uninstall leaves the folder."""
+    installer = load_installer()
+    venv = tmp_path / "envs" / "clipasso"
+    if before != "absent":
+        venv.mkdir(parents=True)
+    if before == "user files":
+        (venv / "notes.txt").write_text("mine")
+
+    def fake_run(self, command, what):         # no real venv or pip: make the venv's python appear
+        if command[1:3] == ["-m", "venv"]:
+            python = installer.venv_python(Path(command[3]))
+            python.parent.mkdir(parents=True)
+            python.write_text("")
+
+    monkeypatch.setattr(installer.Installer, "run", fake_run)
+    inst = installer.Installer(tmp_path / "config", dry_run=False)
+    args = argparse.Namespace(python=None, venv=str(venv))
+    assert installer.set_up_engine(args, inst) == str(installer.venv_python(venv))
+    inst.save_manifest()
+
+    again = installer.Installer(tmp_path / "config", dry_run=False)    # --uninstall, from the manifest
+    again.remove_files()
+    again.remove_dirs()
+    if before == "user files":
+        assert (venv / "notes.txt").read_text() == "mine"
+    else:
+        assert not venv.exists()

@@ -12,6 +12,7 @@ import http.client
 import io
 import json
 import os
+import re
 import shutil
 import socket
 import statistics
@@ -280,15 +281,57 @@ def png_header_only(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
 
 
+def routes_of(routes: list, prefix: str = "") -> list[tuple[str, str]]:
+    """(method, path) of every route in ``routes``, into included routers and mounts."""
+    found = []
+    for route in routes:
+        inner = getattr(route, "original_router", None)          # recent FastAPI includes routers lazily
+        if inner is not None:
+            found += routes_of(inner.routes, prefix + getattr(getattr(route, "include_context", None), "prefix", ""))
+        elif getattr(route, "methods", None):
+            found += [(m, prefix + route.path) for m in sorted(route.methods) if m != "HEAD"]
+        elif getattr(route, "routes", None):
+            found += routes_of(route.routes, prefix + route.path)
+    return found
+
+
+def v1_calls() -> list[tuple[str, str]]:
+    """(method, path) of every /v1 route of the app, path parameters filled in: a new route is
+    checked without anyone adding it here."""
+    from clipasso_engine.server.app import create_app
+    from clipasso_engine.server.jobs import JobQueue
+
+    app = create_app(JobQueue("cpu"), "unused", frozenset())
+    calls = [(m, path) for m, path in routes_of(app.routes) if path == "/v1" or path.startswith("/v1/")]
+    documented = {(m.upper(), path) for path, ops in app.openapi()["paths"].items() for m in ops}
+    assert documented <= set(calls), documented - set(calls)       # the walk found every route
+    return [(m, re.sub(r"\{[^}]*\}", "x", path)) for m, path in calls]
+
+
 def test_auth_is_required_on_every_v1_call(engine, photo):
-    calls = [("GET", "/v1/health"), ("GET", "/v1/models"), ("GET", "/v1/jobs"), ("GET", "/v1/jobs/x"),
-             ("GET", "/v1/jobs/x/events"), ("GET", "/v1/jobs/x/result"), ("DELETE", "/v1/jobs/x"), ("POST", "/v1/jobs")]
+    calls = v1_calls()
+    assert {("GET", "/v1/health"), ("POST", "/v1/jobs"), ("DELETE", "/v1/jobs/x"), ("GET", "/v1/jobs/x/events")} <= set(calls)
     for method, path in calls:
         for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {engine.token}"}):
             r = requests.request(method, engine.url + path, headers=headers, json={}, timeout=30)
             assert r.status_code == 401, (method, path, headers, r.text)
             assert "token" in r.json()["detail"]
     assert requests.get(engine.url + "/v1/health", headers=engine.headers(), timeout=30).status_code == 200
+
+
+def test_token_is_checked_before_the_body_is_read(engine):
+    """No token: refused before the body is buffered or parsed (not 422 for bad JSON, not 413)."""
+    for method, path in v1_calls():
+        r = requests.request(method, engine.url + path, data=b'{"image": ', timeout=30,
+                             headers={"Content-Type": "application/json"})
+        assert r.status_code == 401 and "needs its token" in r.json()["detail"], (method, path, r.text)
+    big = b'{"image": "' + b"A" * (31 * 2**20) + b'"}'
+    try:
+        r = requests.post(engine.url + "/v1/jobs", data=big, timeout=60, headers={"Content-Type": "application/json"})
+        assert r.status_code == 401
+    except requests.ConnectionError:
+        pass                                          # refused and closed before the upload ended: as good
+    assert engine.get("/v1/health").ok
 
 
 def test_host_header_must_name_the_loopback_engine(engine):
@@ -325,7 +368,7 @@ def test_oversized_upload_is_refused_with_413(engine):
 
 
 @pytest.mark.parametrize("image, message", [
-    (png_header_only(60000, 60000), "60000×60000"),                  # a decompression bomb, refused from its header
+    (png_header_only(60000, 60000), "too large"),                  # a decompression bomb, refused from its header
     (b"this is not an image" * 50, "not a readable image"),
     (png_header_only(4, 4), "at least 8 pixels"),
 ])
@@ -344,6 +387,7 @@ def test_bad_images_are_refused_with_422(engine, image, message):
     ({"locked": [3]}, "locked: indices [3]"),
     ({"init_strokes": [{"points": [[0, 0], [1, 1], [2, 2]]}]}, "init_strokes.0.points"),
     ({"settings": {"mask": True}}, "no mask was sent"),
+    ({"settings": {"strokes": 200, "seeds": 8}}, "the engine takes up to 1024"),
     ({"colour": "red"}, "colour: Extra inputs are not permitted"),
 ])
 def test_bad_requests_are_refused_with_422(engine, photo, body, message):
@@ -424,7 +468,22 @@ def test_preview_page_is_static_and_locked_down(engine):
     assert engine.token not in r.text
     assert "script-src 'self'" in r.headers["content-security-policy"]
     assert r.headers["referrer-policy"] == "no-referrer"
-    assert requests.get(engine.url + "/static/app.js", timeout=30).status_code == 200
+    # every page and file of the site, under any name, carries the same headers
+    for path in ("/", "/static/index.html", "/static/app.js", "/static/style.css", "/static/nothing-here", "/openapi.json"):
+        r = requests.get(engine.url + path, timeout=30)
+        assert r.status_code == (404 if "nothing" in path else 200), path
+        csp = r.headers.get("content-security-policy", "")
+        assert "frame-ancestors 'none'" in csp and "default-src 'none'" in csp, path
+        assert r.headers["x-frame-options"] == "DENY" and r.headers["x-content-type-options"] == "nosniff", path
+
+
+def test_no_api_docs_pages_that_load_scripts_from_elsewhere(engine):
+    for path in ("/docs", "/redoc", "/docs/oauth2-redirect"):
+        assert requests.get(engine.url + path, timeout=30).status_code == 404, path
+    assert "/v1/jobs" in requests.get(engine.url + "/openapi.json", timeout=30).json()["paths"]
+    for name in ("index.html", "app.js", "style.css"):    # nothing from another origin on the page
+        text = (Path(__file__).parents[1] / "clipasso_engine" / "server" / "static" / name).read_text()
+        assert "http://" not in text.replace("http://127.0.0.1", "") and "https://" not in text, name
 
 
 def test_token_file_is_private(engine):

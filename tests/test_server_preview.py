@@ -85,6 +85,29 @@ def test_page_asks_for_the_token(browser, engine, photo):
     page.close()
 
 
+def test_extension_launcher_file_opens_the_page_with_the_token(browser, engine, tmp_path, monkeypatch):
+    """The extension opens the browser on a private file (the token stays out of command lines),
+    which forwards to the page with the token in the fragment."""
+    import importlib
+    import sys
+    from types import SimpleNamespace
+
+    from extension_support import import_extension_modules
+
+    import_extension_modules()
+    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    common = importlib.import_module("clipasso_common")
+    config = common.Config(str(tmp_path / "config"), {})
+    launcher = common.write_preview_launcher(config, SimpleNamespace(url=engine.url, token=engine.token))
+    page = browser.new_page()
+    page.goto(Path(launcher).as_uri())
+    page.wait_for_url(engine.url + "/**")
+    page.wait_for_function("() => location.hash === '' && localStorage.getItem('clipasso.token') !== null")
+    assert page.evaluate("() => localStorage.getItem('clipasso.token')") == engine.token
+    assert page.is_hidden("#token-form")
+    page.close()
+
+
 def _iteration(page) -> int:
     text = page.text_content("#iteration") or "0 /"
     return int(text.split("/")[0].strip() or 0)

@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import io
 import socket
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from PIL import Image
 
+from fastapi import HTTPException
+
 from clipasso_engine.cli import main
+from clipasso_engine.server import intake
 from clipasso_engine.server.auth import allowed_hosts, is_loopback, load_or_create_token
 from clipasso_engine.server.jobs import JobNotFound, JobQueue, Work
+from clipasso_engine.server.models import JobRequest
 from clipasso_engine.settings import SketchSettings
 
 
@@ -27,6 +34,40 @@ def test_token_is_created_once_private_and_kept(tmp_path):
     path.write_text("")
     with pytest.raises(ValueError, match="delete it"):
         load_or_create_token(folder)
+
+
+def test_a_second_engine_starting_meanwhile_gets_the_same_whole_token(tmp_path, monkeypatch):
+    """Two engines start at once: the second looks while the first is making the token. It must
+    find no file or the whole token, never an empty file; both end up with one token."""
+    from clipasso_engine.server import auth
+
+    folder, real, calls, rival = tmp_path / "config", auth.secrets.token_urlsafe, [], []
+
+    def token_with_a_rival(n: int) -> str:
+        calls.append(n)
+        if len(calls) == 1:                            # the rival starts while the first is at work
+            rival.append(load_or_create_token(folder))
+        return real(n)
+
+    monkeypatch.setattr(auth.secrets, "token_urlsafe", token_with_a_rival)
+    first = load_or_create_token(folder)
+    assert first == rival[0] and len(first) >= 32
+    assert sorted(p.name for p in folder.iterdir()) == ["token"]        # no temporary file left
+    assert (folder / "token").stat().st_mode & 0o777 == 0o600
+
+
+def test_config_folder_is_made_private(tmp_path, monkeypatch):
+    from clipasso_engine import client
+    from clipasso_engine.server import auth
+
+    folder = tmp_path / "config"
+    folder.mkdir(mode=0o755)
+    folder.chmod(0o755)
+    load_or_create_token(folder)
+    assert folder.stat().st_mode & 0o777 == 0o700
+    # one rule for the folder, the extension's (client.py): the engine follows it even where it differs
+    monkeypatch.setattr(client, "config_dir", lambda: str(tmp_path / "the-clients-choice"))
+    assert auth.config_dir() == tmp_path / "the-clients-choice"
 
 
 def test_allowed_hosts():
@@ -140,3 +181,41 @@ def test_result_json_round_trip():
     again = SketchResult.from_json(result.to_json())
     assert again.to_json() == result.to_json()
     assert again.strokes == result.strokes and again.to_svg() == result.to_svg()
+
+
+def request(**settings) -> JobRequest:
+    return JobRequest(image=base64.b64encode(png("white")).decode(), settings=settings)
+
+
+def test_uploads_are_decoded_two_at_a_time(monkeypatch):
+    """Requests run in a big thread pool; decoding a large photo takes ~1 GB, so only a couple at once."""
+    real, lock = intake.load_image, threading.Lock()
+    now = peak = 0
+
+    def slow_load(data):
+        nonlocal now, peak
+        with lock:
+            now += 1
+            peak = max(peak, now)
+        time.sleep(0.05)
+        with lock:
+            now -= 1
+        return real(data)
+
+    monkeypatch.setattr(intake, "load_image", slow_load)
+    with ThreadPoolExecutor(8) as pool:
+        works = list(pool.map(lambda _: intake.work_from_request(request(strokes=2)), range(8)))
+    assert all((w.width, w.height) == (48, 32) for w in works)
+    assert 1 <= peak <= intake.DECODERS
+
+
+def test_batches_beyond_the_limit_are_refused_before_decoding(monkeypatch):
+    assert intake.work_from_request(request(levels=[4, 8, 16, 32], seeds=3)).width == 48
+    assert intake.work_from_request(request(strokes=256, seeds=4)).width == 48          # exactly 1024
+    monkeypatch.setattr(intake, "load_image", lambda data: pytest.fail("decoded a job that is refused anyway"))
+    for settings, what in [({"strokes": 256, "seeds": 5}, "256 strokes × 5 seeds is 1280"),
+                           ({"levels": [64, 128, 256], "preset": "standard"}, "levels [64, 128, 256] × 3 seeds is 1344")]:
+        with pytest.raises(HTTPException) as refused:
+            intake.work_from_request(request(**settings))
+        assert refused.value.status_code == 422
+        assert what in refused.value.detail and "up to 1024" in refused.value.detail and "fewer seeds" in refused.value.detail

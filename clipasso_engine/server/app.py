@@ -2,6 +2,9 @@
 
 Endpoints stay thin: checking uploads is ``intake``, running jobs is ``jobs``, tokens and Host
 checks are ``auth``. Every refusal is ``{"detail": "<what is wrong and what to do>"}``.
+
+Middleware, outermost first: page headers on every response, the Host check, the token check
+(before any body is read), the body size limit; then the routes.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, AsyncIterator
 
-from fastapi import APIRouter, Depends, FastAPI, HTTPException, Request
+from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -36,6 +39,7 @@ PAGE_HEADERS = {
     # the page only talks to this engine and never runs scripts from elsewhere or from the SVGs
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; "
                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",         # frame-ancestors for browsers without CSP level 2
     "Referrer-Policy": "no-referrer",
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-cache",
@@ -57,10 +61,12 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
         yield
         await asyncio.to_thread(queue.stop)
 
-    app = FastAPI(title="clipasso engine", version=__version__, lifespan=lifespan,
+    # no /docs or /redoc: they load scripts from a CDN on the origin whose localStorage holds the
+    # token; /openapi.json stays
+    app = FastAPI(title="clipasso engine", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None,
                   description="Photo → abstract line sketch of a few Bézier strokes (CLIPasso). Every /v1 call "
                               "needs `Authorization: Bearer <token>` (the file `token` in the config folder).")
-    api = APIRouter(prefix="/v1", dependencies=[Depends(TokenCheck(token))], responses=ERRORS)
+    api = APIRouter(prefix="/v1", responses=ERRORS)             # the token: TokenCheck, below
 
     @api.post("/jobs", status_code=202, response_model=JobCreated,
               responses={413: {"description": "upload too large"}, 422: {"description": "bad image or settings"},
@@ -120,7 +126,7 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
 
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html", headers=PAGE_HEADERS)
+        return FileResponse(STATIC / "index.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -136,8 +142,11 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
     async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         return JSONResponse({"detail": validation_message(exc.errors())}, 422)
 
+    # the last added runs first
     app.add_middleware(BodyLimit, max_bytes=max_body)
-    app.add_middleware(HostCheck, allowed=hosts)          # outermost: runs first
+    app.add_middleware(TokenCheck, token=token)
+    app.add_middleware(HostCheck, allowed=hosts)
+    app.add_middleware(PageHeaders)
     return app
 
 
@@ -151,7 +160,7 @@ def validation_message(errors: Any) -> str:
         if err.get("type") == "json_invalid":
             where, msg = "request body", f"not valid JSON ({err.get('ctx', {}).get('error', 'decode error')})"
         parts.append(f"{where}: {msg}")
-    return "; ".join(parts) + " (the request format is in /docs)"
+    return "; ".join(parts) + " (the request format is in /openapi.json)"
 
 
 async def _events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
@@ -176,6 +185,31 @@ async def _events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
                     await asyncio.wait_for(changed.wait(), sent + SSE_MIN_INTERVAL_S - time.monotonic())
                 except asyncio.TimeoutError:
                     break
+
+
+class PageHeaders:
+    """ASGI middleware: every response carries ``PAGE_HEADERS`` (CSP, no framing, no referrer,
+    no sniffing) unless it set its own value: the preview page, its static files, refusals
+    and the API alike, so no new page or file can be served without them."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.extra = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in PAGE_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                present = {name.lower() for name, _ in headers}
+                headers += [(k, v) for k, v in self.extra if k not in present]
+                message = {**message, "headers": headers}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 class BodyLimit:

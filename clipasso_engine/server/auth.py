@@ -12,44 +12,73 @@ import ipaddress
 import os
 import re
 import secrets
+import tempfile
 from pathlib import Path
 from typing import Iterable, Optional
 
-import platformdirs
-from fastapi import HTTPException, Request
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import client
 
 TOKEN_FILE = "token"
 LOOPBACK_NAMES = ("127.0.0.1", "localhost", "[::1]")
 
 
 def config_dir() -> Path:
-    """``$CLIPASSO_CONFIG_DIR``, else platformdirs' ``user_config_dir("clipasso")`` (e.g.
-    ``~/.config/clipasso``). ``client.config_dir()`` computes the same without platformdirs."""
-    override = os.environ.get("CLIPASSO_CONFIG_DIR")
-    return Path(override).expanduser() if override else Path(platformdirs.user_config_dir("clipasso"))
+    """The config folder: ``client.config_dir()``, the one rule the extension (which has only
+    that file) uses too, so engine and extension always look in the same place."""
+    return Path(client.config_dir())
 
 
 def load_or_create_token(folder: Path) -> str:
-    """The token in ``folder/token``; on first start a new random one, written with mode 0600
-    (created exclusively, so two engines starting at once end up with the same token)."""
+    """The token in ``folder/token``; on first start a new random one, mode 0600. The folder is
+    made (or tightened to) 0700. The new token is written to a temporary file first and linked
+    into place whole, so an engine starting at the same moment reads either no file (and makes
+    its own, of which the first one linked wins) or the complete token, never an empty file."""
     folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _private(folder, 0o700)
     path = folder / TOKEN_FILE
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        token = path.read_text(encoding="utf-8").strip()
-        if not token:
-            raise ValueError(f"the token file {path} is empty: delete it and start the engine again") from None
-        if os.name == "posix" and path.stat().st_mode & 0o077:
-            path.chmod(0o600)                   # someone loosened it; the token is a password
-        return token
-    token = secrets.token_urlsafe(32)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(token + "\n")
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(prefix=".token-", dir=folder)         # mode 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                f.write(secrets.token_urlsafe(32) + "\n")
+            _link_new(Path(tmp), path)
+        except FileExistsError:
+            pass                                 # another engine was quicker: use its token
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+    token = path.read_text(encoding="utf-8").strip()
+    if not token:
+        raise ValueError(f"the token file {path} is empty: delete it and start the engine again")
+    _private(path, 0o600)                       # someone loosened it; the token is a password
     return token
+
+
+def _link_new(tmp: Path, path: Path) -> None:
+    """Give the file ``tmp`` the name ``path`` too, atomically; FileExistsError when ``path``
+    exists (never replaced)."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:
+        # a file system without hard links: a rename (which on Windows never replaces a file;
+        # elsewhere the check before it leaves a window of microseconds)
+        if os.name != "nt" and path.exists():
+            raise FileExistsError(path) from None
+        os.rename(tmp, path)
+
+
+def _private(path: Path, mode: int) -> None:
+    """``chmod`` to ``mode`` when group or others have any access (POSIX; best effort)."""
+    if os.name == "posix" and path.stat().st_mode & 0o077:
+        try:
+            path.chmod(mode)
+        except OSError:
+            pass                                 # not ours (a shared CLIPASSO_CONFIG_DIR): leave it
 
 
 def is_loopback(host: str) -> bool:
@@ -100,22 +129,41 @@ class HostCheck:
 
 
 class TokenCheck:
-    """FastAPI dependency: the request must carry ``Authorization: Bearer <token>`` (compared in
-    constant time, so response timing does not leak how much of a guess was right)."""
+    """ASGI middleware: every request under ``/v1`` must carry ``Authorization: Bearer <token>``
+    (compared in constant time, so response timing does not leak how much of a guess was right).
 
-    def __init__(self, token: str) -> None:
-        self._token = token.encode("utf-8")
+    It runs before the body is read or parsed: a caller without the token costs a header check,
+    never a 30 MB upload buffered and decoded as JSON. The preview page, its static files and
+    ``/openapi.json`` hold no secret and stay open (the page asks for the token itself)."""
 
-    def __call__(self, request: Request) -> None:
-        given = _bearer(request.headers.get("authorization"))
+    def __init__(self, app: ASGIApp, token: str) -> None:
+        self.app, self._token = app, token.encode("utf-8")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path = scope.get("path", "") if scope["type"] in ("http", "websocket") else ""
+        if path == "/v1" or path.startswith("/v1/"):
+            refusal = self.refusal(Headers(scope=scope).get("authorization"))
+            if refusal is not None and scope["type"] == "websocket":
+                await send({"type": "websocket.close", "code": 1008})      # policy violation
+                return
+            if refusal is not None:
+                detail, challenge = refusal
+                # Connection: close, as a body sent along is not read (and must not pass for a next request)
+                headers = {"WWW-Authenticate": challenge, "Connection": "close"}
+                await JSONResponse({"detail": detail}, 401, headers=headers)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+    def refusal(self, header: Optional[str]) -> Optional[tuple[str, str]]:
+        """None when ``header`` carries the token, else (message, WWW-Authenticate value)."""
+        given = _bearer(header)
         if given is None:
-            raise HTTPException(401, "this engine needs its token: send 'Authorization: Bearer <token>'; the token is "
-                                     "the file 'token' in the engine's config folder (clipasso serve prints where)",
-                                headers={"WWW-Authenticate": "Bearer"})
+            return ("this engine needs its token: send 'Authorization: Bearer <token>'; the token is the file "
+                    "'token' in the engine's config folder (clipasso serve prints where)", "Bearer")
         if not hmac.compare_digest(given.encode("utf-8"), self._token):
-            raise HTTPException(401, "wrong token: use the one in the engine's config folder (file 'token'); "
-                                     "it changes only when that file is deleted",
-                                headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+            return ("wrong token: use the one in the engine's config folder (file 'token'); it changes only "
+                    "when that file is deleted", 'Bearer error="invalid_token"')
+        return None
 
 
 def _bearer(header: Optional[str]) -> Optional[str]:

@@ -1,4 +1,4 @@
-"""Request and response bodies of the HTTP API (they are its documentation in /docs)."""
+"""Request and response bodies of the HTTP API (they are its documentation in /openapi.json)."""
 
 from __future__ import annotations
 

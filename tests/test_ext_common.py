@@ -1,0 +1,96 @@
+"""``clipasso_common`` without Inkscape or an engine: where the token comes from, and how the
+live preview is opened without the token ever appearing in a command line."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from extension_support import import_extension_modules
+
+import_extension_modules()
+
+TOKEN = "tok-" + "x" * 40
+
+
+@pytest.fixture
+def common(monkeypatch, tmp_path):
+    """The module as installed: its ``clipasso_client`` is the engine's client.py."""
+    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    monkeypatch.delenv("CLIPASSO_TOKEN", raising=False)
+    monkeypatch.setenv("CLIPASSO_CONFIG_DIR", str(tmp_path / "config"))
+    return importlib.import_module("clipasso_common")
+
+
+def engine_client(url: str = "http://127.0.0.1:8765"):
+    return SimpleNamespace(url=url, token=TOKEN)
+
+
+def test_token_is_read_from_the_config_folder_only(common, tmp_path, monkeypatch):
+    """config.json's old ``token_path`` (written by earlier installs) names no other place."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "token").write_text("not-this-one\n")
+    config = common.Config(str(folder), {"token_path": str(tmp_path / "elsewhere" / "token")})
+    assert common.token_or_blank(config) == ""                  # no engine has run yet
+    (folder / "token").write_text(TOKEN + "\n")
+    assert common.token_or_blank(config) == TOKEN
+    monkeypatch.setenv("CLIPASSO_TOKEN", "remote-token")
+    assert common.token_or_blank(config) == "remote-token"
+
+
+def test_preview_launcher_is_private_and_forwards_with_the_token(common, tmp_path):
+    config = common.Config.load()
+    path = common.write_preview_launcher(config, engine_client())
+    assert os.path.dirname(path) == config.folder
+    text = open(path, encoding="utf-8").read()
+    assert 'location.replace("http://127.0.0.1:8765/#token=' + TOKEN + '")' in text
+    if os.name == "posix":
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        os.chmod(path, 0o644)                                     # loosened: tightened on the next write
+        common.write_preview_launcher(config, engine_client())
+        assert os.stat(path).st_mode & 0o777 == 0o600
+    # a URL that could end the script stays inside its string
+    hostile = common.write_preview_launcher(config, engine_client("http://127.0.0.1:1/</script><script>alert(1)//"))
+    assert "</script><script>" not in open(hostile, encoding="utf-8").read()
+
+
+def test_browser_is_opened_on_the_file_not_on_the_token(common, monkeypatch):
+    started = []
+
+    class FakePopen:
+        def __init__(self, args, **kwargs):
+            started.append(args)
+
+    monkeypatch.setattr(subprocess, "Popen", FakePopen)
+    config = common.Config.load()
+    common.show_preview(config, engine_client())
+    (args,) = started
+    assert args == common.browser_command(os.path.join(config.folder, common.PREVIEW_LAUNCHER))
+    assert not any(TOKEN in str(a) for a in args)
+
+
+def test_no_browser_is_no_error(common, monkeypatch):
+    def missing(*args, **kwargs):
+        raise FileNotFoundError("xdg-open")
+
+    monkeypatch.setattr(subprocess, "Popen", missing)
+    common.show_preview(common.Config.load(), engine_client())
+    # Windows: os.startfile fails without an application for .html files
+    monkeypatch.setattr(os, "name", "nt")
+    monkeypatch.setattr(os, "startfile", lambda path: (_ for _ in ()).throw(OSError("no association")), raising=False)
+    common.open_file_in_browser("preview.html")
+
+
+def test_strokes_of_another_picture_size_are_refused(common):
+    import inkex
+
+    common.check_result_size({"width": 48, "height": 64}, (48, 64))
+    with pytest.raises(inkex.AbortExtension, match="read the photo as 64×48 pixels, but it is shown here as 48×64"):
+        common.check_result_size({"width": 64, "height": 48}, (48, 64))
