@@ -20,10 +20,14 @@ from .strokes import Stroke, strokes_to_tensors, tensors_to_strokes
 PreviewFn = Callable[[int, float, list[Stroke]], None]
 
 
+def mps_available() -> bool:
+    """Apple's GPU backend is built into this torch and usable here."""
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` → CUDA, else MPS, else CPU; an explicit device that is absent is an error."""
-    cuda = torch.cuda.is_available()
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+    cuda, mps = torch.cuda.is_available(), mps_available()
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):

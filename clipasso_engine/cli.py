@@ -262,13 +262,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     import torch
 
+    from .api import mps_available
     from .clip_models import available_models
     from .raster import diffvg_available
 
     print(f"clipasso-inkscape {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
     print(f"CUDA: {'yes, ' + torch.cuda.get_device_name(0) if torch.cuda.is_available() else 'no'}")
-    mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-    print(f"MPS: {'yes' if mps else 'no'}; CPU threads: {torch.get_num_threads()}")
+    print(f"MPS: {'yes' if mps_available() else 'no'}; CPU threads: {torch.get_num_threads()}")
     print(f"diffvg backend: {'available' if diffvg_available() else 'not installed (optional)'}")
     for m in available_models():
         print(f"CLIP {m['name']}: {'present at ' + str(m['path']) if m['present'] else 'missing (see clipasso models)'}")

@@ -132,7 +132,7 @@ def _parse(text: str | bytes) -> etree._Element:
 
 
 def _number(value: str, what: str) -> float:
-    m = re.fullmatch(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(px)?\s*", value or "")
+    m = re.fullmatch(rf"\s*({svg_path.NUMBER})\s*(px)?\s*", value or "")
     if not m:
         raise SvgError(f"cannot read {what} {value!r} as a length in pixels")
     return float(m.group(1))

@@ -20,8 +20,9 @@ Matrix = tuple[float, float, float, float, float, float]
 
 IDENTITY: Matrix = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0)
 
-_NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
-_TOKEN = re.compile(rf"([MmLlHhVvCcSsQqTtAaZz])|({_NUMBER})")
+# an SVG number: sign, digits with an optional fraction, optional exponent
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_TOKEN = re.compile(rf"([MmLlHhVvCcSsQqTtAaZz])|({NUMBER})")
 _ARGS = {"M": 2, "L": 2, "H": 1, "V": 1, "C": 6, "S": 4, "Q": 4, "T": 2, "A": 7, "Z": 0}
 
 
@@ -215,9 +216,9 @@ def parse_transform(text: str | None) -> Matrix:
         if not match:
             raise PathDataError(f"cannot read transform {text!r} at character {pos}")
         name = match.group(1)
-        if not re.fullmatch(r"[\s,]*", re.sub(_NUMBER, " ", match.group(2))):
+        if not re.fullmatch(r"[\s,]*", re.sub(NUMBER, " ", match.group(2))):
             raise PathDataError(f"bad numbers in {name}() of transform {text!r}")
-        v = [float(x) for x in re.findall(_NUMBER, match.group(2))]
+        v = [float(x) for x in re.findall(NUMBER, match.group(2))]
         m = multiply(m, _one_transform(name, v, text))
         pos = match.end()
     return m

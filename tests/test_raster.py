@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from clipasso_engine.api import mps_available
 from clipasso_engine.raster import diffvg_available, render, torch_raster
 from clipasso_engine.strokes import random_strokes, tensors_to_strokes
 from clipasso_engine.svg import strokes_to_svg
@@ -157,7 +158,7 @@ def _accelerators() -> list[str]:
     out = []
     if torch.cuda.is_available():
         out.append("cuda")
-    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+    if mps_available():
         out.append("mps")
     return out
 

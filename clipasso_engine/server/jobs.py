@@ -82,6 +82,7 @@ class Job:
 
     id: str
     work: Optional[Work]                     # dropped once finished, to free the photo's bytes
+    key: str                                 # ``work.key()``: hashing the photo once is enough
     width: int
     height: int
     stroke_counts: list[int]
@@ -161,7 +162,7 @@ class JobQueue:
         key = work.key()
         s = work.settings
         job = Job(
-            id=uuid.uuid4().hex, work=work, width=work.width, height=work.height,
+            id=uuid.uuid4().hex, work=work, key=key, width=work.width, height=work.height,
             stroke_counts=[len(work.init_strokes)] if work.init_strokes else s.stroke_counts,
             clip=s.clip, iterations=int(s.iterations),  # type: ignore[arg-type]
         )
@@ -274,7 +275,7 @@ class JobQueue:
                 should_stop=job.cancel.is_set,
                 init_strokes=work.init_strokes, locked=work.locked, mask=work.mask,
             )
-            self._done(job, work, result)
+            self._done(job, result)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
             self._fail(job, OOM_MESSAGE.format(device="GPU"))
@@ -304,7 +305,7 @@ class JobQueue:
                 job.preview_svg = svg
             self._changed_locked(job)
 
-    def _done(self, job: Job, work: Work, result: SketchResult) -> None:
+    def _done(self, job: Job, result: SketchResult) -> None:
         if result.engine.get("stopped") == "cancelled":
             with self._lock:
                 self._finish_locked(job, "cancelled")
@@ -315,7 +316,7 @@ class JobQueue:
             self._loaded.update(filter(None, (result.engine.get("clip"), result.engine.get("saliency_clip"))))
             job.result, job.preview_svg, job.loss = data, svg, result.loss
             job.iteration = int(result.engine.get("iterations", job.iteration))
-            self._cache[work.key()] = (time.time(), data, svg)
+            self._cache[job.key] = (time.time(), data, svg)
             while len(self._cache) > self.cache_size:
                 self._cache.popitem(last=False)
             self._finish_locked(job, "done")
