@@ -9,8 +9,10 @@ import torch
 
 from . import __version__
 from .clip_models import get_clip
+from .devices import resolve_device, resolve_precision
 from .image import Canvas, ImageError, ImageInput, load_image, make_canvas
 from .loss import ClipassoLoss
+from .memory import check_fits
 from .optimize import Group, optimize
 from .result import SketchResult, finite_or_none
 from .saliency import initial_strokes, start_probabilities
@@ -18,29 +20,6 @@ from .settings import SketchSettings
 from .strokes import Stroke, strokes_to_tensors, tensors_to_strokes
 
 PreviewFn = Callable[[int, float, list[Stroke]], None]
-
-
-def mps_available() -> bool:
-    """Apple's GPU backend is built into this torch and usable here."""
-    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` → CUDA, else MPS, else CPU; an explicit device that is absent is an error."""
-    cuda, mps = torch.cuda.is_available(), mps_available()
-    if name == "auto":
-        return torch.device("cuda" if cuda else "mps" if mps else "cpu")
-    if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise ValueError(f"device {name!r} was asked for but is not available here; use --device auto or cpu")
-    return torch.device(name)
-
-
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``auto`` is fp32 on every device. METHOD.md §3 measured bf16 in the sketch's RN101
-    backward dropping the input-gradient cosine to 0.85, and fp16 has not been validated with
-    real weights; fp32 convolutions on CUDA already run as TF32 in cuDNN. fp16/bf16 stay
-    selectable (benchmarks/iteration.py reports their speed)."""
-    return "fp32" if precision == "auto" else precision
 
 
 def sketch(
@@ -58,8 +37,9 @@ def sketch(
 
     Args:
         image: path, encoded bytes, PIL image or H×W×3 uint8 array.
-        settings: SketchSettings (default: the ``standard`` preset).
-        on_progress: called after every step with (iteration, loss, preview strokes in photo px).
+        settings: SketchSettings (default: the ``auto`` preset: ``fast`` on a CPU, ``standard`` on a GPU).
+        on_progress: called with (iteration, loss, preview strokes in photo px) after every step
+            on a CPU, after every evaluation (``eval_every`` steps) on a GPU.
         should_stop: polled before every step; True cancels (the best state so far is returned).
         init_strokes: start from these strokes (photo px; e.g. an edited sketch) instead of the
             saliency initialization; the run then has one level of ``len(init_strokes)`` strokes
@@ -70,7 +50,8 @@ def sketch(
         download: fetch missing OpenAI CLIP weights (once, into the cache); else they must be present.
 
     Returns a SketchResult in photo pixels. Raises ``ImageError`` for unusable images,
-    ``WeightsMissingError`` when CLIP weights are absent, ``ValueError`` for bad arguments.
+    ``WeightsMissingError`` when CLIP weights are absent, ``MemoryBudgetError`` when the job would
+    not fit in the device's free memory, ``ValueError`` for bad arguments.
     """
     settings = settings or SketchSettings()
     started = time.perf_counter()
@@ -103,6 +84,8 @@ def sketch(
             for s, pts in zip(seeds, start):
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)
+    check_fits(len(groups), settings.augmentations, int(settings.aug_bank), precision, device,  # type: ignore[arg-type]
+               f"{len(levels)} level(s) × {len(seeds)} seed(s)")
 
     def progress(it: int, loss: float, points: torch.Tensor, widths: torch.Tensor) -> None:
         assert on_progress is not None
@@ -124,6 +107,7 @@ def sketch(
         main_level=main_level,
         on_progress=progress if on_progress is not None else None,
         should_stop=should_stop,
+        progress_every=1 if device.type == "cpu" else settings.eval_every,   # GPU: no host sync per step
     )
 
     result_levels: dict[int, list[Stroke]] = {}

@@ -45,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="SVG file to write")
     s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
     s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
-    s.add_argument("--preset", choices=["fast", "standard", "paper"], help="fast (CPU-friendly), standard (default), paper")
+    s.add_argument("--preset", choices=["auto", "fast", "standard", "paper"],
+                   help="auto (default: fast without a GPU, standard with one), fast (CPU-friendly), standard, paper")
     s.add_argument("--iterations", type=int, help="optimization steps (preset)")
     s.add_argument("--seeds", type=int, help="random starts run together, the best is kept (preset)")
     s.add_argument("--seed", type=int, help="first seed (default 0)")
@@ -262,7 +263,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     import torch
 
-    from .api import mps_available
+    from .devices import mps_available
     from .clip_models import available_models
     from .raster import diffvg_available
 

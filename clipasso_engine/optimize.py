@@ -69,8 +69,12 @@ def optimize(
     main_level: int,
     on_progress: Optional[ProgressFn] = None,
     should_stop: Optional[StopFn] = None,
+    progress_every: int = 1,
 ) -> RunOutcome:
-    """Optimize all groups against ``photo (1, 3, C, C)`` in [0, 1]; return each group's best state."""
+    """Optimize all groups against ``photo (1, 3, C, C)`` in [0, 1]; return each group's best state.
+
+    ``on_progress`` runs every ``progress_every`` steps and at each evaluation: reading the loss
+    waits for the device, so on a GPU it is called only where the loop reads results anyway."""
     device = photo.device
     size = photo.shape[-1]
     G = len(groups)
@@ -135,7 +139,8 @@ def optimize(
             stale = torch.where(improved, torch.zeros_like(stale), stale + 1)
             history.append({"iteration": it, "loss": float(best_loss[main.cpu()].min())})
 
-        if on_progress is not None:                     # the state this step's loss belongs to
+        report = on_progress is not None and (evaluate or it % progress_every == 0)
+        if report:                                      # the state this step's loss belongs to
             current = per_group.detach().masked_fill(~main, math.inf)
             g = int(current.argmin())
             n = groups[g].points.shape[0]
@@ -145,9 +150,11 @@ def optimize(
         # fp16 gradients of a ~1e-2 loss underflow; Adam is blind to a constant gradient scale
         (per_group.sum() * loss_scale).backward()
         points.grad.mul_(trainable)                     # locked and padding strokes never move
+        if loss_scale != 1.0:                           # an fp16 overflow skips that move, without a host sync
+            points.grad.nan_to_num_(nan=0.0, posinf=0.0, neginf=0.0)
         opt.step()
 
-        if on_progress is not None:
+        if report:
             on_progress(*preview)
         if early_stop and evaluate and bool((stale >= patience).all()):
             stopped = "early_stop"

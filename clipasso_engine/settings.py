@@ -11,7 +11,9 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-PresetName = Literal["fast", "standard", "paper"]
+from .devices import auto_preset
+
+PresetName = Literal["auto", "fast", "standard", "paper"]
 
 # METHOD.md §5. `patience` is counted in evaluations (eval_every iterations each) and
 # `min_improvement` is relative: the run stops when the best eval loss of every seed has not
@@ -45,7 +47,9 @@ class SketchSettings(BaseModel):
     levels: Optional[list[int]] = Field(
         None, description="several stroke counts (abstraction levels) in one run, e.g. [4, 8, 16, 32]; overrides strokes"
     )
-    preset: PresetName = Field("standard", description="fast (CPU-friendly), standard, or paper (the paper's settings)")
+    preset: PresetName = Field(
+        "auto", description="auto (fast without a GPU, standard with one), fast (CPU-friendly), standard, or paper (the paper's settings)"
+    )
     iterations: Optional[int] = Field(None, ge=1, le=MAX_ITERATIONS, description="optimization steps (preset)")
     seeds: Optional[int] = Field(None, ge=1, le=MAX_SEEDS, description="random starts run together; the best is kept (preset)")
     seed: int = Field(0, ge=0, le=2**31 - 1, description="first seed; the others are seed + 1000, seed + 2000, …")
@@ -67,7 +71,7 @@ class SketchSettings(BaseModel):
     )
     semantic_weight: float = Field(0.1, ge=0, description="weight of 1 - cosine of the CLIP embeddings")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="CLIP arithmetic: auto = fp32; bf16/fp16 autocast are faster, less exact"
+        "auto", description="CLIP arithmetic: auto = bf16 on CPUs with native bf16, fp16 on CUDA, else fp32; fp32 is the exact reference"
     )
 
     @field_validator("levels")
@@ -95,6 +99,8 @@ class SketchSettings(BaseModel):
 
     @model_validator(mode="after")
     def _fill_from_preset(self) -> "SketchSettings":
+        if self.preset == "auto":            # resolved where the settings are validated: the engine's machine
+            object.__setattr__(self, "preset", auto_preset(self.device))
         for name, value in PRESETS[self.preset].items():
             if getattr(self, name) is None:
                 object.__setattr__(self, name, value)

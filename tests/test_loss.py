@@ -73,3 +73,17 @@ def test_reduced_precision_keeps_control_point_gradients(photo, spec, precision)
         grads[prec] = p.grad.flatten()
     assert grads["fp32"].abs().sum() > 0
     assert torch.cosine_similarity(grads[precision], grads["fp32"], dim=0) > 0.99
+
+
+def test_bf16_gradients_stay_aligned_along_a_run(photo):
+    """Along an fp32 run of random RN101, every step's bf16 control-point
+    gradient points where fp32's does (benchmarks/precision.py runs the same over 50 steps)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("precision_bench", Path(__file__).parents[1] / "benchmarks" / "precision.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    start = random_strokes(1, 16, 224, 224, torch.Generator().manual_seed(2))[0]
+    cosines = bench.gradient_cosines(photo, start, get_clip("random:RN101"), "bf16", steps=4, bank_size=4)
+    assert len(cosines) == 4 and min(cosines) > 0.98

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from clipasso_engine.api import mps_available
+from clipasso_engine.devices import mps_available
 from clipasso_engine.raster import diffvg_available, render, torch_raster
 from clipasso_engine.strokes import random_strokes, tensors_to_strokes
 from clipasso_engine.svg import strokes_to_svg

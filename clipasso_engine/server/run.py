@@ -11,7 +11,7 @@ from typing import Sequence
 import uvicorn
 
 from .. import __version__
-from ..api import resolve_device
+from ..devices import resolve_device
 from .app import create_app
 from .auth import allowed_hosts, config_dir, is_loopback, load_or_create_token
 from .jobs import JobQueue
