@@ -93,7 +93,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from .api import sketch
-    from .image import load_image
+    from .image import load_image, photo_size
     from .result import write_all_atomic
     from .settings import SketchSettings
     from .svg import svg_to_strokes
@@ -116,7 +116,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read --init-svg {args.init_svg}: {exc.strerror}") from None
         if not strokes:
             raise CliError(f"--init-svg {args.init_svg} has no strokes to start from")
-        init = _fit_strokes(strokes, svg_w, svg_h, photo.width, photo.height, args.init_svg)
+        init = _fit_strokes(strokes, svg_w, svg_h, *photo_size(photo), args.init_svg)
     elif locked:
         raise CliError("--lock needs --init-svg (the strokes to lock)")
 

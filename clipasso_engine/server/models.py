@@ -88,6 +88,7 @@ class Health(BaseModel):
     device: str = Field(description="where jobs with device 'auto' run")
     queued: int
     running: int
+    decoding: int = Field(0, description="uploads being decoded and checked right now")
     max_queued: int
     clip: str = Field(description="default CLIP model for the loss")
     saliency_clip: str = Field(description="default CLIP model for the saliency map")

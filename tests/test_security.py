@@ -1,0 +1,146 @@
+"""Untrusted input must not hang, starve or flood the engine (issue 12; docs/security.md).
+
+Real processes over real loopback HTTP: one "hardened" engine for the module runs under a
+desktop's 1,024-file limit, with a stand-in ``gs`` first on its PATH that records being run
+(Pillow hands PostScript to whatever ``gs`` it finds). Each test names the finding it covers.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import os
+import resource
+import select
+import socket
+import stat
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import requests
+from PIL import Image
+
+from test_server import QUICK, Engine, engine, photo, start_engine, stop_engine, wait_for  # noqa: F401
+
+FILE_LIMIT = 1024
+EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n{ } loop\n%%EOF\n"
+
+
+def fake_ghostscript(folder: Path) -> Path:
+    """A ``gs`` that writes its arguments to ``gs-ran`` beside it and fails."""
+    folder.mkdir(parents=True, exist_ok=True)
+    gs = folder / "gs"
+    gs.write_text(f'#!/bin/sh\necho "$@" >> "{folder / "gs-ran"}"\nexit 1\n')
+    gs.chmod(gs.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
+    return folder / "gs-ran"
+
+
+def desktop_file_limit() -> None:
+    """In the engine's process, before it starts: at most 1,024 open files, soft and hard."""
+    resource.setrlimit(resource.RLIMIT_NOFILE, (FILE_LIMIT, FILE_LIMIT))
+
+
+@pytest.fixture(scope="module")
+def ghostscript_log(tmp_path_factory) -> Path:
+    return fake_ghostscript(tmp_path_factory.mktemp("fakebin"))
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory, ghostscript_log) -> Engine:
+    path = f"{ghostscript_log.parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    eng = start_engine(tmp_path_factory.mktemp("hardened"), env={"PATH": path}, preexec_fn=desktop_file_limit)
+    yield eng
+    stop_engine(eng)
+
+
+def big_png(width: int, height: int) -> bytes:
+    """A plain PNG of many pixels in few bytes: seconds to decode, kilobytes to send."""
+    buf = io.BytesIO()
+    Image.new("RGB", (width, height), (200, 120, 40)).save(buf, "PNG", compress_level=9)
+    return buf.getvalue()
+
+
+# --- 1. PostScript never reaches Ghostscript ------------------------------------------------------
+
+def test_eps_upload_is_refused_and_ghostscript_never_starts(hardened, ghostscript_log):
+    r = hardened.post_job(EPS, QUICK)
+    assert r.status_code == 422, r.text
+    detail = r.json()["detail"]
+    assert detail.startswith("image:") and "PNG, JPEG, WebP, GIF (first frame), BMP, TIFF" in detail
+    assert hardened.get("/v1/health").ok
+    assert not ghostscript_log.exists(), ghostscript_log.read_text()
+
+
+def test_cli_refuses_eps_without_starting_ghostscript(tmp_path):
+    ran = fake_ghostscript(tmp_path / "bin")
+    (tmp_path / "photo.eps").write_bytes(EPS)
+    env = dict(os.environ, PATH=f"{ran.parent}{os.pathsep}{os.environ['PATH']}", CLIPASSO_CLIP="random:tiny-RN",
+               CLIPASSO_SALIENCY_CLIP="random:tiny-ViT")
+    done = subprocess.run([sys.executable, "-m", "clipasso_engine", "sketch", str(tmp_path / "photo.eps"),
+                           "-o", str(tmp_path / "out.svg")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stderr
+    assert "not a readable image" in done.stderr and "PNG, JPEG, WebP" in done.stderr
+    assert not ran.exists() and not (tmp_path / "out.svg").exists()
+
+
+# --- 2. slow uploads never stop the API -------------------------------------------------------------
+
+def test_health_answers_while_uploads_are_being_decoded(hardened):
+    """Decoding runs off the event loop: health answers at an instant when the engine itself says
+    two or more uploads are in the middle of decoding (a count the loop could never see above
+    zero if decoding ran on it)."""
+    slow = big_png(7000, 6000)                       # 42 MP: about a second to decode here
+    body = {"image": base64.b64encode(slow).decode(), "settings": dict(QUICK, mask=True)}  # refused after decoding
+
+    def upload(_: int) -> requests.Response:
+        return requests.post(hardened.url + "/v1/jobs", json=body, headers=hardened.headers(), timeout=120)
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = pool.map(upload, range(8))
+        seen = wait_for(lambda: (h := hardened.get("/v1/health").json())["decoding"] >= 2 and h, timeout=60, every=0.02)
+        answers = list(answers)
+    assert seen["status"] == "ok"
+    assert {a.status_code for a in answers} <= {422, 503}
+    assert any("no mask was sent" in a.json()["detail"] for a in answers)     # decoded, then refused
+    assert hardened.get("/v1/health").json()["decoding"] == 0
+
+
+# --- 3. idle connections without a token ----------------------------------------------------------
+
+def test_a_thousand_idle_connections_do_not_take_the_engine_offline(hardened):
+    """Under a 1,024-file limit, 1,100 connections that never send a byte: the engine caps its
+    connections below the limit (closing the oldest idle ones), health still answers, and the
+    log stays small (no traceback per refused accept)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and hard < 1400:
+        pytest.skip(f"this test process may open only {hard} files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY else 4096, hard))
+    log_before = hardened.log.stat().st_size
+    idle: list[socket.socket] = []
+    try:
+        for _ in range(1100):
+            idle.append(socket.create_connection(("127.0.0.1", hardened.port), timeout=10))
+        r = requests.get(hardened.url + "/v1/health", headers=hardened.headers(), timeout=20)
+        assert r.ok and r.json()["status"] == "ok"
+        # the engine dropped connections beyond its cap: those read end-of-file at once
+        poll = select.poll()
+        for s in idle:
+            poll.register(s, select.POLLIN)
+        by_fd = {s.fileno(): s for s in idle}
+        time.sleep(1.0)
+        dropped = sum(1 for fd, _ in poll.poll(5000) if by_fd[fd].recv(1) == b"")
+        assert dropped >= 1100 - (FILE_LIMIT - 128), dropped
+    finally:
+        for s in idle:
+            s.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert requests.get(hardened.url + "/v1/health", headers=hardened.headers(), timeout=20).ok
+    grown = hardened.log.stat().st_size - log_before
+    text = hardened.log.read_text(errors="replace")
+    assert grown < 20_000 and "Traceback" not in text, text[-3000:]
+    assert hardened.proc.poll() is None
