@@ -144,3 +144,42 @@ def test_a_thousand_idle_connections_do_not_take_the_engine_offline(hardened):
     text = hardened.log.read_text(errors="replace")
     assert grown < 20_000 and "Traceback" not in text, text[-3000:]
     assert hardened.proc.poll() is None
+
+
+# --- 4. a photo is decoded no larger than a sketch needs --------------------------------------------
+
+@pytest.fixture(scope="module")
+def huge_jpeg(tmp_path_factory) -> Path:
+    """A real 8000×7999 JPEG (64 MP) of about 1 MB."""
+    path = tmp_path_factory.mktemp("huge") / "huge.jpg"
+    Image.new("RGB", (8000, 7999), (120, 30, 40)).save(path, "JPEG", quality=5)
+    return path
+
+
+def test_huge_jpeg_is_decoded_small_in_a_real_process(huge_jpeg):
+    """Decoding the 64 MP JPEG whole would take ~200 MB (700 MB measured with the conversions);
+    decoded at 1/4 size it takes a few tens."""
+    probe = ("import resource, sys\n"
+             "from clipasso_engine.image import load_image, photo_size\n"
+             "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+             "img = load_image(sys.argv[1])\n"
+             "grown = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before\n"
+             "print(img.width * img.height, *photo_size(img), grown // 1024)\n")
+    out = subprocess.run([sys.executable, "-c", probe, str(huge_jpeg)], capture_output=True, text=True, timeout=120)
+    pixels, width, height, grown_mb = map(int, out.stdout.split())
+    assert (width, height) == (8000, 7999)
+    assert pixels <= 4_000_000 and grown_mb < 150, (pixels, grown_mb)
+
+
+def test_huge_jpeg_job_answers_in_the_photos_own_pixels(hardened, huge_jpeg):
+    """The job runs on the small decode, but its result is measured in the 8000×7999 photo (the
+    extension checks the result's size against the photo's)."""
+    r = hardened.post_job(huge_jpeg.read_bytes(), QUICK)
+    assert r.status_code == 202, r.text
+    client = hardened.client()
+    result = client.wait(r.json()["id"], poll=0.2, timeout=120)
+    assert (result["width"], result["height"]) == (8000, 7999)
+    xs = [p[0] for s in result["levels"]["4"] for p in s["points"]]
+    ys = [p[1] for s in result["levels"]["4"] for p in s["points"]]
+    assert max(xs) > 500 and max(ys) > 500                   # photo pixels, not the 224-px canvas or the decode
+    assert min(xs) > -800 and max(xs) < 8800 and min(ys) > -800 and max(ys) < 8800
