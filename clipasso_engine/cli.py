@@ -82,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME[:PORT]",
                    help="also answer to this Host name (the machine's name with a non-loopback --host, "
                         "or localhost:PORT for an SSH tunnel's local port)")
+    v.add_argument("--allow-model-paths", dest="allow_model_paths", action="store_true",
+                   help="let jobs name CLIP weights files anywhere on this machine (by default only files in the "
+                        "weights folders that `clipasso models` lists)")
     return p
 
 
@@ -239,7 +242,8 @@ def _validation_message(exc: Any) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
-    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts)
+    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts,
+                 allow_model_paths=args.allow_model_paths)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -18,13 +18,17 @@ import stat
 import subprocess
 import sys
 import time
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 import requests
+import torch
 from PIL import Image
 
+from clipasso_engine import clip_models
+from test_clip_models import tiny_clip
 from test_server import QUICK, Engine, engine, photo, start_engine, stop_engine, wait_for  # noqa: F401
 
 FILE_LIMIT = 1024
@@ -51,9 +55,18 @@ def ghostscript_log(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hardened(tmp_path_factory, ghostscript_log) -> Engine:
+def weights_dir(tmp_path_factory) -> Path:
+    """The hardened engine's CLIPASSO_CLIP_DIR, with a small CLIP weights file in it."""
+    folder = tmp_path_factory.mktemp("weights")
+    torch.save(tiny_clip("RN").state_dict(), folder / "tiny.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def hardened(tmp_path_factory, ghostscript_log, weights_dir) -> Engine:
     path = f"{ghostscript_log.parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    eng = start_engine(tmp_path_factory.mktemp("hardened"), env={"PATH": path}, preexec_fn=desktop_file_limit)
+    eng = start_engine(tmp_path_factory.mktemp("hardened"), env={"PATH": path, "CLIPASSO_CLIP_DIR": str(weights_dir)},
+                       preexec_fn=desktop_file_limit)
     yield eng
     stop_engine(eng)
 
@@ -183,3 +196,59 @@ def test_huge_jpeg_job_answers_in_the_photos_own_pixels(hardened, huge_jpeg):
     ys = [p[1] for s in result["levels"]["4"] for p in s["points"]]
     assert max(xs) > 500 and max(ys) > 500                   # photo pixels, not the 224-px canvas or the decode
     assert min(xs) > -800 and max(xs) < 8800 and min(ys) > -800 and max(ys) < 8800
+
+
+# --- 5. one weights file is one model; jobs name files only in the weights folders -------------------
+
+def test_one_weights_file_under_many_spellings_is_loaded_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(clip_models, "_CACHE", OrderedDict())
+    (tmp_path / "w").mkdir()
+    weights = tmp_path / "w" / "tiny.pt"
+    torch.save(tiny_clip("RN").state_dict(), weights)
+    (tmp_path / "link.pt").symlink_to(weights)
+    os.link(weights, tmp_path / "hard.pt")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    spellings = [str(weights), "w/tiny.pt", "./w/tiny.pt", f"{tmp_path}/w/./tiny.pt", f"{tmp_path}//w//tiny.pt",
+                 f"{tmp_path}/w/../w/tiny.pt", str(tmp_path / "link.pt"), str(tmp_path / "hard.pt"), "~/w/tiny.pt"]
+    models = [clip_models.get_clip(s) for s in spellings]
+    assert all(m is models[0] for m in models)
+    assert len(clip_models._CACHE) == 1
+
+    # bounded by the weights' bytes: a second model pushes out the least recently used one
+    monkeypatch.setattr(clip_models, "CACHE_BYTES", clip_models._model_bytes(models[0]) + 1)
+    other = clip_models.get_clip("random:tiny-RN")
+    assert list(clip_models._CACHE.values()) == [other]
+    assert clip_models.get_clip(str(weights)) is not models[0]              # loaded again
+
+
+def test_jobs_name_weights_files_only_in_the_weights_folders(hardened, photo, weights_dir, tmp_path):
+    outside = tmp_path / "RN101.pt"
+    torch.save(tiny_clip("RN").state_dict(), outside)
+    answers = {}
+    for spec in (str(outside), str(tmp_path / "missing.pt"), "/etc/passwd", "../../etc/shadow",
+                 str(weights_dir / ".." / outside.name)):
+        r = hardened.post_job(photo, dict(QUICK, clip=spec))
+        assert r.status_code == 422, r.text
+        answers[spec] = r.json()["detail"].replace(repr(spec), "SPEC")
+    # one answer whatever the file: whether a path exists is never told
+    assert len(set(answers.values())) == 1 and "--allow-model-paths" in answers["/etc/passwd"]
+    r = hardened.post_job(photo, dict(QUICK, saliency=True, saliency_clip="/etc/hostname"))
+    assert r.status_code == 422 and r.json()["detail"].startswith("settings.saliency_clip:")
+    # a file in the weights folder is used
+    r = hardened.post_job(photo, dict(QUICK, clip=str(weights_dir / "tiny.pt")))
+    assert r.status_code == 202, r.text
+    result = hardened.client().wait(r.json()["id"], poll=0.2, timeout=120)
+    assert result["engine"]["clip_source"] == str((weights_dir / "tiny.pt").resolve())
+
+
+def test_allow_model_paths_lets_a_job_name_any_file():
+    from clipasso_engine.server import intake
+    from clipasso_engine.server.models import JobRequest
+
+    buf = io.BytesIO()
+    Image.new("RGB", (48, 32), "white").save(buf, "PNG")
+    body = JobRequest(image=base64.b64encode(buf.getvalue()).decode(), settings={"clip": "/elsewhere/RN101.pt"})
+    assert intake.work_from_request(body, allow_model_paths=True).settings.clip == "/elsewhere/RN101.pt"
+    with pytest.raises(intake.HTTPException):
+        intake.work_from_request(body)

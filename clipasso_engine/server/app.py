@@ -51,9 +51,11 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES,
+               allow_model_paths: bool = False) -> FastAPI:
     """The engine's ASGI app. ``queue`` starts and stops with the app; ``token`` guards /v1;
-    ``hosts``: accepted Host header values (``auth.allowed_hosts``)."""
+    ``hosts``: accepted Host header values (``auth.allowed_hosts``); ``allow_model_paths``: jobs
+    may name weights files anywhere (else only in the weights folders)."""
     started = time.time()
     decoders = Decoders()
 
@@ -79,7 +81,7 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
                          429: {"description": "queue full"}, 503: {"description": "busy or out of memory: retry"}})
     async def submit(body: JobRequest) -> JobCreated:
         """Queue a sketch (answered at once, from the cache, when the same job ran before)."""
-        job = await decoders.run(lambda: queue.submit(work_from_request(body)))
+        job = await decoders.run(lambda: queue.submit(work_from_request(body, allow_model_paths=allow_model_paths)))
         return JobCreated(id=job.id, state=job.state, cached=job.cached)  # type: ignore[arg-type]
 
     @api.get("/jobs", response_model=JobList)

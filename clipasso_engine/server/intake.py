@@ -25,6 +25,7 @@ from typing import Callable, TypeVar
 from fastapi import HTTPException
 from PIL import Image
 
+from ..clip_models import names_a_file_elsewhere, weights_folders
 from ..image import ImageError, load_image, photo_size
 from ..strokes import Stroke
 from .jobs import Work
@@ -101,10 +102,13 @@ class Decoders:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def work_from_request(body: JobRequest) -> Work:
+def work_from_request(body: JobRequest, *, allow_model_paths: bool = False) -> Work:
     """The queue's ``Work`` for a validated request body; raises ``HTTPException`` (422) naming
-    the field and the problem."""
+    the field and the problem. Weights files outside the engine's weights folders are refused
+    unless ``allow_model_paths`` (``clipasso serve --allow-model-paths``)."""
     _check_batch(body)
+    if not allow_model_paths:
+        _check_models(body)
     image, photo = _decode(body.image, "image")
     mask = None
     if body.mask is not None:
@@ -141,6 +145,19 @@ def _check_batch(body: JobRequest) -> None:
         what = f"levels {counts}" if len(counts) > 1 else f"{counts[0]} strokes"
         raise HTTPException(UNPROCESSABLE, f"settings: {what} × {s.seeds} seeds is {total} strokes optimized together; "
                                            f"the engine takes up to {MAX_BATCH_STROKES}: use fewer seeds, levels or strokes")
+
+
+def _check_models(body: JobRequest) -> None:
+    """A job names CLIP models by name, or weights files inside the weights folders only: the
+    engine must not read (or say anything about) other files of the machine it runs on."""
+    s = body.settings
+    for field, spec in (("clip", s.clip), ("saliency_clip", s.saliency_clip)):
+        if names_a_file_elsewhere(spec):
+            folders = ", ".join(str(f) for f in weights_folders())
+            raise HTTPException(UNPROCESSABLE, f"settings.{field}: {spec!r} is neither a CLIP model name (RN101, "
+                                               f"ViT-B-32, ...) nor a weights file in the engine's weights folders "
+                                               f"({folders}); put the file there, or start the engine with "
+                                               "--allow-model-paths to let jobs name any file")
 
 
 def _decode(text: str, field: str) -> tuple[bytes, Image.Image]:

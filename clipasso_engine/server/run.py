@@ -22,9 +22,10 @@ MAX_HEADER_BYTES = 16 * 1024     # request line and headers together (h11's own 
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
-          max_queued: int = 32, allow_hosts: Sequence[str] = ()) -> int:
+          max_queued: int = 32, allow_hosts: Sequence[str] = (), allow_model_paths: bool = False) -> int:
     """Run the engine in the foreground until interrupted; returns the exit status. Raises
-    ``OSError`` when the address cannot be bound, ``ValueError`` for an absent device."""
+    ``OSError`` when the address cannot be bound, ``ValueError`` for an absent device.
+    ``allow_model_paths``: jobs may name CLIP weights files anywhere, not only in the weights folders."""
     dev = resolve_device(device).type
     if not is_loopback(host):
         print(f"clipasso: warning: listening on {host}: other machines can reach this engine. They still need "
@@ -42,7 +43,8 @@ def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     max_connections = connection_cap(raise_file_limit())
-    app = create_app(JobQueue(dev, max_queued=max_queued), token, allowed_hosts(host, port, allow_hosts))
+    app = create_app(JobQueue(dev, max_queued=max_queued), token, allowed_hosts(host, port, allow_hosts),
+                     allow_model_paths=allow_model_paths)
     # no access log: the preview page polls twice a second; jobs log their own start and end.
     # Connections: see guard.py (a cap below the file limit, header deadline); keep-alive and
     # header size are uvicorn's own settings, limit_concurrency answers 503 beyond the cap.
