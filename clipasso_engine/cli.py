@@ -108,7 +108,11 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         raise CliError(_validation_message(exc)) from None
     image = getattr(args, "image", None) or sample_image()
     output = Path(args.output)
-    _check_writable(output, getattr(args, "png", None), getattr(args, "json_out", None))
+    # a run from --init-svg has one level, whatever the settings say
+    planned = _planned_outputs(args, None if getattr(args, "init_svg", None) else settings.stroke_counts)
+    _check_writable(*(path for _, path, _ in planned))
+    _check_distinct(planned, [("the input photo", image), ("--mask-image", getattr(args, "mask_image", None)),
+                              ("--init-svg", getattr(args, "init_svg", None))])
 
     photo = load_image(image)            # bad images fail here, before any model loads
     init, locked = None, getattr(args, "lock", [])
@@ -149,16 +153,10 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
 
-    outputs: list[tuple[Path, bytes]] = [(output, result.to_svg().encode("utf-8"))]
-    if getattr(args, "json_out", None):
-        outputs.append((Path(args.json_out), json.dumps(result.to_json(), indent=1).encode("utf-8")))
-    if getattr(args, "png", None):
-        png = Path(args.png)
-        if len(result.levels) == 1:
-            outputs.append((png, result.png_bytes()))
-        else:
-            outputs += [(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), result.png_bytes(n)) for n in result.levels]
-    write_all_atomic(outputs)
+    contents = {"-o": lambda _: result.to_svg().encode("utf-8"),
+                "--json": lambda _: json.dumps(result.to_json(), indent=1).encode("utf-8"),
+                "--png": lambda n: result.png_bytes(n)}
+    write_all_atomic([(path, contents[flag](level)) for flag, path, level in planned])
     e = result.engine
     print(f"wrote {output}: {len(result.strokes)} strokes, seed {result.seed}, loss {result.loss}, "
           f"{e['iterations']} iterations ({e['stopped']}) in {e['seconds']:.1f} s on {e['device']}", file=sys.stderr)
@@ -194,6 +192,43 @@ def _sketch_remote(url: str, image: Any, settings: Any, on_progress: Any, init: 
     except EngineError as exc:
         raise CliError(f"engine {url}: {exc}") from None
     return SketchResult.from_json(data)
+
+
+def _planned_outputs(args: argparse.Namespace, levels: Optional[list[int]]) -> list[tuple[str, Path, Optional[int]]]:
+    """(option, file, level) of every file ``sketch`` will write; with several ``levels``, ``--png``
+    writes NAME-<strokes>.png for each (None: one level)."""
+    planned: list[tuple[str, Path, Optional[int]]] = [("-o", Path(args.output), None)]
+    if getattr(args, "json_out", None):
+        planned.append(("--json", Path(args.json_out), None))
+    if getattr(args, "png", None):
+        png = Path(args.png)
+        if not levels or len(levels) == 1:
+            planned.append(("--png", png, None))
+        else:
+            planned += [("--png", png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), n) for n in levels]
+    return planned
+
+
+def _check_distinct(planned: list[tuple[str, Path, Optional[int]]], inputs: list[tuple[str, Any]]) -> None:
+    """Refuse, before any work, an output that is one of the inputs (it would be overwritten) or
+    that another output writes too (one would silently replace the other)."""
+    for i, (flag, path, _) in enumerate(planned):
+        for name, src in inputs:
+            if src is not None and _same_file(path, Path(src)):
+                raise CliError(f"{flag} {path} is {name} ({src}): it would be overwritten; choose another output name")
+        for other_flag, other, _ in planned[:i]:
+            if _same_file(path, other):
+                raise CliError(f"{other_flag} and {flag} both name {path}: give each output its own file name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file: the same path once resolved, or (existing files) the same inode, e.g. a hard link."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _progress_bar(total: int) -> Any:

@@ -252,3 +252,53 @@ def test_allow_model_paths_lets_a_job_name_any_file():
     assert intake.work_from_request(body, allow_model_paths=True).settings.clip == "/elsewhere/RN101.pt"
     with pytest.raises(intake.HTTPException):
         intake.work_from_request(body)
+
+
+# --- 6. the CLI never overwrites its input, nor writes through a planted link -------------------------
+
+TINY_CLI = ["--clip", "random:tiny-RN", "--saliency-clip", "random:tiny-ViT", "--device", "cpu",
+            "--preset", "fast", "--iterations", "2", "--eval-every", "1", "--strokes", "4", "-q"]
+
+
+@pytest.mark.parametrize("outputs, message", [
+    (["-o", "p.png"], "-o p.png is the input photo"),
+    (["-o", "s.svg", "--png", "p.png"], "--png p.png is the input photo"),
+    (["-o", "s.svg", "--png", "hard.png"], "--png hard.png is the input photo"),          # a hard link to it
+    (["-o", "x.out", "--json", "x.out"], "-o and --json both name x.out"),
+    (["-o", "s-4.png", "--levels", "4,8", "--png", "s.png"], "-o and --png both name s-4.png"),
+    (["-o", "m.png", "--mask", "--mask-image", "m.png"], "is --mask-image"),
+])
+def test_cli_refuses_outputs_that_collide(tmp_path, monkeypatch, capsys, outputs, message):
+    from clipasso_engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (64, 48), (90, 60, 30)).save("p.png")
+    Image.new("L", (64, 48), 255).save("m.png")
+    os.link("p.png", "hard.png")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert main(["sketch", "p.png", *outputs, *TINY_CLI]) == 2
+    err = capsys.readouterr().err
+    assert message in err, err
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_cli_writes_through_new_exclusive_temp_files(tmp_path, monkeypatch, capsys):
+    """A link planted at the old fixed temporary name is neither followed nor removed."""
+    from clipasso_engine.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (64, 48), (90, 60, 30)).save("p.png")
+    victim = tmp_path / "victim.txt"
+    victim.write_text("keep me")
+    (tmp_path / ".out.svg.partial").symlink_to(victim)
+    assert main(["sketch", "p.png", "-o", "out.svg", *TINY_CLI]) == 0, capsys.readouterr().err
+    assert victim.read_text() == "keep me" and (tmp_path / ".out.svg.partial").is_symlink()
+    assert (tmp_path / "out.svg").read_text().startswith("<?xml")
+    assert stat.S_IMODE((tmp_path / "out.svg").stat().st_mode) == 0o666 & ~_umask()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.svg.partial", "out.svg", "p.png", "victim.txt"]
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
