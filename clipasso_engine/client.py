@@ -31,6 +31,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 DEFAULT_URL = "http://127.0.0.1:8765"
 APP_NAME = "clipasso"
 TERMINAL_STATES = ("done", "failed", "cancelled")
+MAX_REQUEST_BYTES = 30 * 2**20       # the engine's limit on a request body: a photo of ~22 MB as base64, plus settings
 
 
 class EngineError(Exception):
@@ -124,6 +125,15 @@ class EngineClient:
             body["locked"] = list(locked)
         if mask_bytes is not None:
             body["mask"] = base64.b64encode(mask_bytes).decode("ascii")
+        size = len(body["image"]) + len(body.get("mask", "")) + len(json.dumps({k: v for k, v in body.items()
+                                                                               if k not in ("image", "mask")}))
+        if size > MAX_REQUEST_BYTES:
+            # checked here: the engine refuses before reading, and the upload then breaks off mid-way
+            raise EngineError(
+                "the photo is too large to send to the engine: {:.1f} MB as base64{}, and the engine accepts up to "
+                "{:.0f} MB (a photo file of about {:.0f} MB): scale it down or save it as JPEG".format(
+                    size / 2**20, " with its mask" if mask_bytes is not None else "", MAX_REQUEST_BYTES / 2**20,
+                    MAX_REQUEST_BYTES * 3 / 4 / 2**20), status=413)
         return self._request("POST", "/v1/jobs", body)["id"]
 
     def status(self, job_id: str, preview: bool = True) -> Dict[str, Any]:

@@ -302,3 +302,26 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# --- 7. a photo over the engine's limit is named as such, before it is sent -------------------------
+
+def test_too_large_photo_is_named_before_sending(engine, tmp_path, monkeypatch, capsys):
+    from clipasso_engine.cli import main
+    from clipasso_engine.client import MAX_REQUEST_BYTES, EngineError
+
+    noise = os.urandom(2900 * 2900 * 3)                      # incompressible: a 25 MB PNG, 34 MB as base64
+    Image.frombytes("RGB", (2900, 2900), noise).save(tmp_path / "big.png", compress_level=1)
+    size = (tmp_path / "big.png").stat().st_size
+    assert size * 4 / 3 > MAX_REQUEST_BYTES
+    with pytest.raises(EngineError) as refused:
+        engine.client().submit((tmp_path / "big.png").read_bytes(), QUICK)
+    assert refused.value.status == 413
+    assert "too large" in str(refused.value) and "up to 30 MB" in str(refused.value)
+
+    monkeypatch.setenv("CLIPASSO_CONFIG_DIR", str(engine.config_dir))
+    assert main(["sketch", str(tmp_path / "big.png"), "-o", str(tmp_path / "out.svg"), "--engine", engine.url,
+                 "--strokes", "4", "--preset", "fast", "-q"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "the photo is too large" in err[0] and "30 MB" in err[0], err
+    assert not (tmp_path / "out.svg").exists()

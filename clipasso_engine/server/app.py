@@ -24,6 +24,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..client import MAX_REQUEST_BYTES
 from ..clip_models import available_models
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
@@ -31,7 +32,7 @@ from .intake import Decoders, work_from_request
 from .jobs import TERMINAL, Job, JobNotFound, JobQueue, QueueFull
 from .models import Health, JobCreated, JobList, JobRequest, JobStatus, Models, ResultBody
 
-MAX_BODY_BYTES = 30 * 2**20          # a ~22 MB image as base64, plus settings
+MAX_BODY_BYTES = MAX_REQUEST_BYTES   # a ~22 MB image as base64, plus settings (the client checks it too)
 BODY_IDLE_S = 30.0                   # a request body that stops arriving for this long is answered 408
 SSE_KEEPALIVE_S = 15.0               # a comment line now and then keeps proxies and clients from timing out
 SSE_MIN_INTERVAL_S = 0.2             # progress arrives every step; coalesce it for the stream
