@@ -81,7 +81,7 @@ class SketchResult:
             "level_info": {str(n): meta for n, meta in sorted(self.level_meta.items())},
             "seed": self.seed,
             "loss": self.loss,
-            "history": self.history,
+            "history": [{k: finite_or_none(v) if isinstance(v, float) else v for k, v in h.items()} for h in self.history],
             "engine": self.engine,
         }
 
@@ -163,4 +163,5 @@ def _exclusive_sibling(target: Path) -> Path:
 
 
 def finite_or_none(v: float) -> Optional[float]:
+    """``v``, or None for NaN and ±infinity, which JSON cannot carry."""
     return v if math.isfinite(v) else None

@@ -325,3 +325,42 @@ def test_too_large_photo_is_named_before_sending(engine, tmp_path, monkeypatch, 
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "the photo is too large" in err[0] and "30 MB" in err[0], err
     assert not (tmp_path / "out.svg").exists()
+
+
+# --- 8. no NaN or infinity in JSON; non-finite weights refused at submit ------------------------------
+
+@pytest.mark.parametrize("settings", ['{"geometric_weights": {"layer2": NaN}}', '{"geometric_weights": {"layer3": 1e308}}',
+                                      '{"semantic_weight": Infinity}', '{"semantic_weight": 1e300}'])
+def test_non_finite_weights_are_refused_at_submit(engine, photo, settings):
+    body = '{"image": "%s", "settings": %s}' % (base64.b64encode(photo).decode(), settings)
+    r = requests.post(engine.url + "/v1/jobs", data=body, timeout=30,
+                      headers=engine.headers(**{"Content-Type": "application/json"}))
+    assert r.status_code == 422, r.text
+    assert "settings." in r.json()["detail"] and ("weight" in r.json()["detail"])
+
+
+def strict_json(text: str):
+    def refuse(word: str):
+        raise ValueError(f"{word} is not JSON")
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_a_non_finite_loss_reaches_status_events_and_results_as_null():
+    """A loss that goes NaN or infinite mid-run (the queue's progress callback, as the worker
+    calls it) shows as null in the status, its event-stream text and the strokes JSON."""
+    from clipasso_engine.result import SketchResult
+    from clipasso_engine.server.app import json_text
+    from clipasso_engine.server.jobs import JobQueue
+    from test_server_units import quick_work
+
+    queue = JobQueue("cpu")                                   # not started: the job stays queued while we report
+    job = queue.submit(quick_work(7))
+    queue._progress(job, 0, float("nan"), [])
+    assert queue.snapshot(job)["loss"] is None
+    queue._progress(job, 1, float("inf"), [])
+    status = strict_json(json_text(queue.snapshot(job)))
+    assert status["loss"] is None and status["iteration"] == 2
+    assert strict_json(json_text({"a": float("nan"), "b": [1.0, float("-inf")]})) == {"a": None, "b": [1.0, None]}
+    result = SketchResult(strokes=[], levels={4: []}, width=8, height=8, loss=None, seed=0,
+                          history=[{"iteration": 0, "loss": float("nan")}], level_meta={4: {}}, engine={})
+    assert strict_json(json.dumps(result.to_json()))["history"] == [{"iteration": 0, "loss": None}]

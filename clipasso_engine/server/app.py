@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -173,13 +174,28 @@ def validation_message(errors: Any) -> str:
     return "; ".join(parts) + " (the request format is in /openapi.json)"
 
 
+def json_text(value: Any) -> str:
+    """Strict JSON: NaN and infinities (which ``json.dumps`` writes as bare words no JSON parser
+    takes) become null."""
+    def finite(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False)
+
+
 async def _events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
     with queue.listen(job) as changed:
         while True:
             changed.clear()
             status = queue.snapshot(job)
             sent = time.monotonic()
-            yield f"event: status\ndata: {json.dumps(status)}\n\n"
+            yield f"event: status\ndata: {json_text(status)}\n\n"
             if status["state"] in TERMINAL:
                 return
             while True:
