@@ -98,7 +98,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from .api import sketch
     from .image import load_image, photo_size
     from .result import write_all_atomic
-    from .settings import SketchSettings
+    from .settings import MAX_STROKES, SketchSettings
     from .svg import svg_to_strokes
 
     fields = {k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY}
@@ -123,6 +123,9 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read --init-svg {args.init_svg}: {exc.strerror}") from None
         if not strokes:
             raise CliError(f"--init-svg {args.init_svg} has no strokes to start from")
+        if len(strokes) > MAX_STROKES:
+            raise CliError(f"--init-svg {args.init_svg} has {len(strokes)} strokes; a sketch has at most {MAX_STROKES} "
+                           "(as in the engine): refine a part of it")
         init = _fit_strokes(strokes, svg_w, svg_h, *photo_size(photo), args.init_svg)
     elif locked:
         raise CliError("--lock needs --init-svg (the strokes to lock)")

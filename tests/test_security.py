@@ -364,3 +364,19 @@ def test_a_non_finite_loss_reaches_status_events_and_results_as_null():
     result = SketchResult(strokes=[], levels={4: []}, width=8, height=8, loss=None, seed=0,
                           history=[{"iteration": 0, "loss": float("nan")}], level_meta={4: {}}, engine={})
     assert strict_json(json.dumps(result.to_json()))["history"] == [{"iteration": 0, "loss": None}]
+
+
+# --- 9. lows ------------------------------------------------------------------------------------------
+
+def test_cli_init_svg_with_more_strokes_than_the_cap_is_refused(tmp_path, monkeypatch, capsys):
+    from clipasso_engine.cli import main
+    from clipasso_engine.settings import MAX_STROKES
+
+    monkeypatch.chdir(tmp_path)
+    Image.new("RGB", (64, 48), (90, 60, 30)).save("p.png")
+    paths = "".join(f'<path d="M{i % 60} 1 C 5 5 9 9 {i % 50} 40" stroke="#000" fill="none"/>' for i in range(MAX_STROKES + 1))
+    Path("many.svg").write_text(f'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="48">{paths}</svg>')
+    assert main(["sketch", "p.png", "-o", "out.svg", "--init-svg", "many.svg", *TINY_CLI]) == 2
+    err = capsys.readouterr().err
+    assert f"has {MAX_STROKES + 1} strokes" in err and f"at most {MAX_STROKES}" in err, err
+    assert not Path("out.svg").exists()
