@@ -21,6 +21,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -75,22 +76,58 @@ def platform_config_dir(platform: str) -> str:
 def read_token(config_dir_path: Optional[str] = None) -> str:
     """The engine's access token: ``$CLIPASSO_TOKEN`` if set (e.g. for a remote engine), else
     the ``token`` file in ``config_dir_path`` (default :func:`config_dir`), which the engine
-    writes on its first start."""
+    writes on its first start.
+
+    A token file that another user owns, or that other users may read, is refused (anyone
+    could have read or chosen it), and so is one that is not a token; the message never
+    repeats what the file holds."""
     env = os.environ.get("CLIPASSO_TOKEN")
     if env:
+        if not valid_token(env.strip()):
+            raise EngineError("CLIPASSO_TOKEN does not hold a valid engine token (one line of letters, digits and "
+                              "-._~+/): set it to the contents of the engine's token file")
         return env.strip()
     path = os.path.join(config_dir_path or config_dir(), "token")
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
+        with open(path, "rb") as f:
+            unsafe = _unsafe_token_file(path, os.fstat(f.fileno()))
+            raw = f.read(4096)
     except OSError:
         raise EngineError(
             "no engine token at {}: start the engine once (`clipasso serve`) to create it, "
             "or set CLIPASSO_TOKEN to the token of a remote engine".format(path)
         ) from None
+    if unsafe:
+        raise EngineError(unsafe)
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = "\n"
     if not token:
         raise EngineError("the engine token file {} is empty: delete it and restart the engine".format(path))
+    if not valid_token(token):
+        raise EngineError("the engine token file {} does not hold a valid token: delete it and restart the engine, "
+                          "which makes a new one".format(path))
     return token
+
+
+def valid_token(token: str) -> bool:
+    """One bearer token (RFC 6750's characters), nothing that could break an HTTP header."""
+    return re.fullmatch(r"[A-Za-z0-9\-._~+/]{1,1024}=*", token) is not None
+
+
+def _unsafe_token_file(path: str, st: os.stat_result) -> Optional[str]:
+    """Why the token file (POSIX) must not be trusted, or None."""
+    if os.name != "posix":
+        return None
+    if st.st_uid != os.geteuid():
+        return ("the engine token file {} belongs to another user of this computer, who could have chosen or read "
+                "it: delete it (or set CLIPASSO_CONFIG_DIR to a folder of your own) and restart the engine".format(path))
+    if st.st_mode & 0o077:
+        return ("the engine token file {} can be read by other users of this computer (mode {:o}), so they could "
+                "use the engine: run `chmod 600 {}` (the engine also does when it starts), or delete the file and "
+                "restart the engine for a new token".format(path, st.st_mode & 0o777, path))
+    return None
 
 
 class EngineClient:
@@ -100,6 +137,8 @@ class EngineClient:
     def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.token = token if token is not None else read_token()
+        if self.token and not valid_token(self.token):
+            raise EngineError("the engine token given is not a valid token (one line of letters, digits and -._~+/)")
         self.timeout = timeout
 
     def health(self) -> Dict[str, Any]:

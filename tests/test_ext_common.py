@@ -40,6 +40,7 @@ def test_token_is_read_from_the_config_folder_only(common, tmp_path, monkeypatch
     config = common.Config(str(folder), {"token_path": str(tmp_path / "elsewhere" / "token")})
     assert common.token_or_blank(config) == ""                  # no engine has run yet
     (folder / "token").write_text(TOKEN + "\n")
+    (folder / "token").chmod(0o600)
     assert common.token_or_blank(config) == TOKEN
     monkeypatch.setenv("CLIPASSO_TOKEN", "remote-token")
     assert common.token_or_blank(config) == "remote-token"

@@ -380,3 +380,44 @@ def test_cli_init_svg_with_more_strokes_than_the_cap_is_refused(tmp_path, monkey
     err = capsys.readouterr().err
     assert f"has {MAX_STROKES + 1} strokes" in err and f"at most {MAX_STROKES}" in err, err
     assert not Path("out.svg").exists()
+
+
+def test_token_files_others_could_read_or_write_are_refused_and_never_printed(tmp_path, monkeypatch):
+    from clipasso_engine.client import EngineClient, EngineError, read_token
+    from clipasso_engine.server.auth import load_or_create_token
+
+    monkeypatch.delenv("CLIPASSO_TOKEN", raising=False)
+    folder = tmp_path / "config"
+    folder.mkdir(mode=0o700)
+    token = folder / "token"
+    token.write_text("good-token_123\n")
+    token.chmod(0o644)
+    with pytest.raises(EngineError, match="can be read by other users") as refused:
+        read_token(str(folder))
+    assert "good-token_123" not in str(refused.value)
+    token.chmod(0o600)
+    assert read_token(str(folder)) == "good-token_123"
+
+    secret = "tok en\r\nX-Injected: 1\x1b]0;pwned\x07"
+    token.write_text(secret)
+    for call in (lambda: read_token(str(folder)), lambda: load_or_create_token(folder)):
+        with pytest.raises((EngineError, ValueError), match="does not hold a valid token") as refused:
+            call()
+        assert "pwned" not in str(refused.value) and "Injected" not in str(refused.value)
+    with pytest.raises(EngineError, match="not a valid token") as refused:
+        EngineClient("http://127.0.0.1:9", token=secret)
+    assert "pwned" not in str(refused.value)
+    monkeypatch.setenv("CLIPASSO_TOKEN", secret)
+    with pytest.raises(EngineError, match="CLIPASSO_TOKEN does not hold a valid") as refused:
+        read_token(str(folder))
+    assert "pwned" not in str(refused.value)
+    monkeypatch.delenv("CLIPASSO_TOKEN")
+
+    if os.geteuid() != 0:
+        pytest.skip("handing a file to another user needs root")
+    token.write_text("planted-by-someone-else\n")
+    token.chmod(0o600)
+    os.chown(token, 65534, 65534)
+    for call in (lambda: read_token(str(folder)), lambda: load_or_create_token(folder)):
+        with pytest.raises((EngineError, ValueError), match="belongs to another user"):
+            call()
