@@ -46,7 +46,10 @@ class EngineError(Exception):
 
 
 class EngineUnavailable(EngineError):
-    """Nothing answers at the engine URL (not started, wrong port, or unreachable host)."""
+    """Nothing answers at the engine URL (not started, wrong port, or unreachable host).
+    ``timed_out``: something took the connection but sent no answer in time."""
+
+    timed_out = False
 
 
 def config_dir() -> str:
@@ -292,9 +295,11 @@ class EngineClient:
             raise EngineError(_error_detail(exc), status=exc.code) from None
         except (urllib.error.URLError, ConnectionError, socket.timeout) as exc:
             reason = getattr(exc, "reason", exc)
-            raise EngineUnavailable(
+            unavailable = EngineUnavailable(
                 "no clipasso engine answers at {} ({}): start it with `clipasso serve`".format(self.url, reason)
-            ) from None
+            )
+            unavailable.timed_out = isinstance(reason, socket.timeout)
+            raise unavailable from None
         except http.client.HTTPException as exc:  # an answer, but not HTTP (another kind of server)
             raise EngineError(
                 "something other than a CLIPasso engine answers at {} (not an HTTP answer: {})".format(

@@ -24,6 +24,8 @@ ENGINE_PID = "engine.pid"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelled
 DEFAULT_START_TIMEOUT = 180.0  # seconds a fresh engine may take to answer (torch import, first load)
+HEALTH_TIMEOUT = 10.0          # seconds /v1/health may take: the engine answers it at once, even when busy
+REQUEST_TIMEOUT = 30.0         # seconds for the other requests
 INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
 
 
@@ -94,10 +96,16 @@ def token_or_blank(config: Config) -> str:
 
 def answering_client(config: Config, url: str) -> Optional[EngineClient]:
     """A client for the engine at ``url`` if one answers there, else None."""
-    client = EngineClient(url, token_or_blank(config))
+    client = EngineClient(url, token_or_blank(config), timeout=HEALTH_TIMEOUT)
     try:
         client.health()
-    except EngineUnavailable:
+    except EngineUnavailable as exc:
+        if exc.timed_out:  # a program holds the port: starting an engine there would fail, later and less clearly
+            raise inkex.AbortExtension(
+                "Something at {} takes connections but sent no answer within {:.0f} s: another program holds that "
+                "port, or an engine there hangs. Stop it, or set another engine URL (a free port) in the dialog or "
+                "in {}.".format(url, HEALTH_TIMEOUT, config.path)
+            )
         return None
     except EngineError as exc:
         if exc.status == 401:
@@ -113,6 +121,7 @@ def answering_client(config: Config, url: str) -> Optional[EngineClient]:
         raise inkex.AbortExtension(
             "{}. Set another engine URL (a free port) in the dialog or in {}.".format(detail, config.path)
         )
+    client.timeout = REQUEST_TIMEOUT
     return client
 
 

@@ -322,6 +322,28 @@ def test_engine_unreachable(setup, tmp_path):
     assert not (tmp_path / "out.svg").exists()
 
 
+def test_a_port_held_by_a_program_that_never_answers_is_named(setup, tmp_path):
+    """Something takes connections at the engine's port and never answers: the message says so
+    (after the short health wait), instead of starting an engine that cannot bind there."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(16)                                    # connections complete, nothing is ever read or sent
+    url = f"http://127.0.0.1:{holder.getsockname()[1]}"
+    doc = tmp_path / "in.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    env = isolated_config(setup, tmp_path, engine_url=url, engine_python=sys.executable)
+    try:
+        out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, env)
+    finally:
+        holder.close()
+    assert out.returncode == ABORT_STATUS, out.stderr
+    assert f"Something at {url} takes connections but sent no answer" in out.stderr and "another program" in out.stderr
+    assert not (tmp_path / "config" / "engine.log").exists()          # no engine was started
+    assert not (tmp_path / "out.svg").exists()
+
+
 def test_another_web_app_at_the_engine_url(setup, tmp_path):
     """A web page answers at the engine's port: a message saying so, not a traceback."""
     import http.server
