@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sketch", help="sketch a photo into an SVG", argument_default=argparse.SUPPRESS)
-    s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP…); default: the bundled sample photo")
+    s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP, GIF, BMP or TIFF); default: the bundled sample photo")
     s.add_argument("-o", "--output", required=True, help="SVG file to write")
     s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
     s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
