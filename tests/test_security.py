@@ -159,6 +159,17 @@ def test_a_thousand_idle_connections_do_not_take_the_engine_offline(hardened):
     assert hardened.proc.poll() is None
 
 
+def test_a_request_whose_headers_never_end_is_dropped(hardened):
+    """Slow headers: a request line and half a header, then nothing. The engine closes the
+    connection once the header deadline (10 s) has passed; the read here waits up to 30 s."""
+    from clipasso_engine.server.guard import HEADER_TIMEOUT_S
+
+    with socket.create_connection(("127.0.0.1", hardened.port), timeout=3 * HEADER_TIMEOUT_S) as slow:
+        slow.sendall(b"GET /v1/health HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nX-Slow: " % hardened.port)
+        assert slow.recv(100) == b""                         # closed by the engine, no answer
+    assert hardened.get("/v1/health").ok
+
+
 # --- 4. a photo is decoded no larger than a sketch needs --------------------------------------------
 
 @pytest.fixture(scope="module")
