@@ -432,3 +432,32 @@ def test_token_files_others_could_read_or_write_are_refused_and_never_printed(tm
     for call in (lambda: read_token(str(folder)), lambda: load_or_create_token(folder)):
         with pytest.raises((EngineError, ValueError), match="belongs to another user"):
             call()
+
+
+def test_a_repeated_log_line_is_written_a_few_times_then_counted(tmp_path):
+    """Finding 3's log flood: the same message 10,000 times makes 5 lines, and the next one
+    after the window says how many were held back."""
+    import logging
+
+    from clipasso_engine.server.guard import RepeatFilter
+
+    log = logging.getLogger("clipasso.test.flood")
+    log.propagate = False
+    handler = logging.FileHandler(tmp_path / "engine.log")
+    repeat = RepeatFilter(burst=5, window_s=60.0)
+    handler.addFilter(repeat)
+    log.addHandler(handler)
+    try:
+        for _ in range(10_000):
+            log.error("socket.accept() out of system resource", exc_info=(OSError, OSError(24, "Too many open files"), None))
+        log.error("another message")
+        for state in repeat._seen.values():
+            state[0] -= 61.0                                  # the minute is over
+        log.error("socket.accept() out of system resource")
+    finally:
+        log.removeHandler(handler)
+        handler.close()
+    lines = (tmp_path / "engine.log").read_text().splitlines()
+    assert sum("out of system resource" in line for line in lines) == 6 and "another message" in lines
+    assert "[9995 more like this were not logged]" in lines[-1]
+    assert (tmp_path / "engine.log").stat().st_size < 5_000
