@@ -10,7 +10,7 @@ import torch
 from . import __version__
 from .clip_models import get_clip
 from .devices import resolve_device, resolve_precision
-from .image import Canvas, ImageError, ImageInput, load_image, make_canvas
+from .image import Canvas, ImageError, ImageInput, load_image, make_canvas, photo_size
 from .loss import ClipassoLoss
 from .memory import check_fits
 from .optimize import Group, optimize
@@ -155,8 +155,9 @@ def _masked(canvas: Canvas, mask: Optional[ImageInput], use_mask: bool) -> torch
             "no background-removal model is installed"
         )
     m = load_image(mask)
-    if m.size != (canvas.width, canvas.height):
-        raise ImageError(f"the mask is {m.width}×{m.height} but the photo is {canvas.width}×{canvas.height}")
+    mw, mh = photo_size(m)
+    if (mw, mh) != (canvas.width, canvas.height):
+        raise ImageError(f"the mask is {mw}×{mh} but the photo is {canvas.width}×{canvas.height}")
     keep = make_canvas(m).pixels.mean(1, keepdim=True)                       # (1, 1, C, C)
     keep = keep * canvas.valid.float()
     return canvas.pixels * keep + (1.0 - keep)

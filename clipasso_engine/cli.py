@@ -41,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("sketch", help="sketch a photo into an SVG", argument_default=argparse.SUPPRESS)
-    s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP…); default: the bundled sample photo")
+    s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP, GIF, BMP or TIFF); default: the bundled sample photo")
     s.add_argument("-o", "--output", required=True, help="SVG file to write")
     s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
     s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME[:PORT]",
                    help="also answer to this Host name (the machine's name with a non-loopback --host, "
                         "or localhost:PORT for an SSH tunnel's local port)")
+    v.add_argument("--allow-model-paths", dest="allow_model_paths", action="store_true",
+                   help="let jobs name CLIP weights files anywhere on this machine (by default only files in the "
+                        "weights folders that `clipasso models` lists)")
     return p
 
 
@@ -94,9 +97,9 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from .api import sketch
-    from .image import load_image
+    from .image import load_image, photo_size
     from .result import write_all_atomic
-    from .settings import SketchSettings
+    from .settings import MAX_STROKES, SketchSettings
     from .svg import svg_to_strokes
 
     fields = {k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY}
@@ -106,7 +109,11 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         raise CliError(_validation_message(exc)) from None
     image = getattr(args, "image", None) or sample_image()
     output = Path(args.output)
-    _check_writable(output, getattr(args, "png", None), getattr(args, "json_out", None))
+    # a run from --init-svg has one level, whatever the settings say
+    planned = _planned_outputs(args, None if getattr(args, "init_svg", None) else settings.stroke_counts)
+    _check_writable(*(path for _, path, _ in planned))
+    _check_distinct(planned, [("the input photo", image), ("--mask-image", getattr(args, "mask_image", None)),
+                              ("--init-svg", getattr(args, "init_svg", None))])
 
     photo = load_image(image)            # bad images fail here, before any model loads
     init, locked = None, getattr(args, "lock", [])
@@ -117,7 +124,10 @@ def cmd_sketch(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read --init-svg {args.init_svg}: {exc.strerror}") from None
         if not strokes:
             raise CliError(f"--init-svg {args.init_svg} has no strokes to start from")
-        init = _fit_strokes(strokes, svg_w, svg_h, photo.width, photo.height, args.init_svg)
+        if len(strokes) > MAX_STROKES:
+            raise CliError(f"--init-svg {args.init_svg} has {len(strokes)} strokes; a sketch has at most {MAX_STROKES} "
+                           "(as in the engine): refine a part of it")
+        init = _fit_strokes(strokes, svg_w, svg_h, *photo_size(photo), args.init_svg)
     elif locked:
         raise CliError("--lock needs --init-svg (the strokes to lock)")
 
@@ -147,16 +157,10 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
 
-    outputs: list[tuple[Path, bytes]] = [(output, result.to_svg().encode("utf-8"))]
-    if getattr(args, "json_out", None):
-        outputs.append((Path(args.json_out), json.dumps(result.to_json(), indent=1).encode("utf-8")))
-    if getattr(args, "png", None):
-        png = Path(args.png)
-        if len(result.levels) == 1:
-            outputs.append((png, result.png_bytes()))
-        else:
-            outputs += [(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), result.png_bytes(n)) for n in result.levels]
-    write_all_atomic(outputs)
+    contents = {"-o": lambda _: result.to_svg().encode("utf-8"),
+                "--json": lambda _: json.dumps(result.to_json(), indent=1).encode("utf-8"),
+                "--png": lambda n: result.png_bytes(n)}
+    write_all_atomic([(path, contents[flag](level)) for flag, path, level in planned])
     e = result.engine
     print(f"wrote {output}: {len(result.strokes)} strokes, seed {result.seed}, loss {result.loss}, "
           f"{e['iterations']} iterations ({e['stopped']}) in {e['seconds']:.1f} s on {e['device']}", file=sys.stderr)
@@ -192,6 +196,43 @@ def _sketch_remote(url: str, image: Any, settings: Any, on_progress: Any, init: 
     except EngineError as exc:
         raise CliError(f"engine {url}: {exc}") from None
     return SketchResult.from_json(data)
+
+
+def _planned_outputs(args: argparse.Namespace, levels: Optional[list[int]]) -> list[tuple[str, Path, Optional[int]]]:
+    """(option, file, level) of every file ``sketch`` will write; with several ``levels``, ``--png``
+    writes NAME-<strokes>.png for each (None: one level)."""
+    planned: list[tuple[str, Path, Optional[int]]] = [("-o", Path(args.output), None)]
+    if getattr(args, "json_out", None):
+        planned.append(("--json", Path(args.json_out), None))
+    if getattr(args, "png", None):
+        png = Path(args.png)
+        if not levels or len(levels) == 1:
+            planned.append(("--png", png, None))
+        else:
+            planned += [("--png", png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), n) for n in levels]
+    return planned
+
+
+def _check_distinct(planned: list[tuple[str, Path, Optional[int]]], inputs: list[tuple[str, Any]]) -> None:
+    """Refuse, before any work, an output that is one of the inputs (it would be overwritten) or
+    that another output writes too (one would silently replace the other)."""
+    for i, (flag, path, _) in enumerate(planned):
+        for name, src in inputs:
+            if src is not None and _same_file(path, Path(src)):
+                raise CliError(f"{flag} {path} is {name} ({src}): it would be overwritten; choose another output name")
+        for other_flag, other, _ in planned[:i]:
+            if _same_file(path, other):
+                raise CliError(f"{other_flag} and {flag} both name {path}: give each output its own file name")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    """The same file: the same path once resolved, or (existing files) the same inode, e.g. a hard link."""
+    if os.path.realpath(a) == os.path.realpath(b):
+        return True
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def _progress_bar(total: int) -> Any:
@@ -240,7 +281,8 @@ def _validation_message(exc: Any) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
-    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts)
+    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts,
+                 allow_model_paths=args.allow_model_paths)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

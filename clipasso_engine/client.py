@@ -21,6 +21,7 @@ import contextlib
 import http.client
 import json
 import os
+import re
 import socket
 import sys
 import time
@@ -31,6 +32,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 DEFAULT_URL = "http://127.0.0.1:8765"
 APP_NAME = "clipasso"
 TERMINAL_STATES = ("done", "failed", "cancelled")
+MAX_REQUEST_BYTES = 30 * 2**20       # the engine's limit on a request body: a photo of ~22 MB as base64, plus settings
 
 
 class EngineError(Exception):
@@ -44,7 +46,10 @@ class EngineError(Exception):
 
 
 class EngineUnavailable(EngineError):
-    """Nothing answers at the engine URL (not started, wrong port, or unreachable host)."""
+    """Nothing answers at the engine URL (not started, wrong port, or unreachable host).
+    ``timed_out``: something took the connection but sent no answer in time."""
+
+    timed_out = False
 
 
 def config_dir() -> str:
@@ -74,22 +79,58 @@ def platform_config_dir(platform: str) -> str:
 def read_token(config_dir_path: Optional[str] = None) -> str:
     """The engine's access token: ``$CLIPASSO_TOKEN`` if set (e.g. for a remote engine), else
     the ``token`` file in ``config_dir_path`` (default :func:`config_dir`), which the engine
-    writes on its first start."""
+    writes on its first start.
+
+    A token file that another user owns, or that other users may read, is refused (anyone
+    could have read or chosen it), and so is one that is not a token; the message never
+    repeats what the file holds."""
     env = os.environ.get("CLIPASSO_TOKEN")
     if env:
+        if not valid_token(env.strip()):
+            raise EngineError("CLIPASSO_TOKEN does not hold a valid engine token (one line of letters, digits and "
+                              "-._~+/): set it to the contents of the engine's token file")
         return env.strip()
     path = os.path.join(config_dir_path or config_dir(), "token")
     try:
-        with open(path, encoding="utf-8") as f:
-            token = f.read().strip()
+        with open(path, "rb") as f:
+            unsafe = _unsafe_token_file(path, os.fstat(f.fileno()))
+            raw = f.read(4096)
     except OSError:
         raise EngineError(
             "no engine token at {}: start the engine once (`clipasso serve`) to create it, "
             "or set CLIPASSO_TOKEN to the token of a remote engine".format(path)
         ) from None
+    if unsafe:
+        raise EngineError(unsafe)
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        token = "\n"
     if not token:
         raise EngineError("the engine token file {} is empty: delete it and restart the engine".format(path))
+    if not valid_token(token):
+        raise EngineError("the engine token file {} does not hold a valid token: delete it and restart the engine, "
+                          "which makes a new one".format(path))
     return token
+
+
+def valid_token(token: str) -> bool:
+    """One bearer token (RFC 6750's characters), nothing that could break an HTTP header."""
+    return re.fullmatch(r"[A-Za-z0-9\-._~+/]{1,1024}=*", token) is not None
+
+
+def _unsafe_token_file(path: str, st: os.stat_result) -> Optional[str]:
+    """Why the token file (POSIX) must not be trusted, or None."""
+    if os.name != "posix":
+        return None
+    if st.st_uid != os.geteuid():
+        return ("the engine token file {} belongs to another user of this computer, who could have chosen or read "
+                "it: delete it (or set CLIPASSO_CONFIG_DIR to a folder of your own) and restart the engine".format(path))
+    if st.st_mode & 0o077:
+        return ("the engine token file {} can be read by other users of this computer (mode {:o}), so they could "
+                "use the engine: run `chmod 600 {}` (the engine also does when it starts), or delete the file and "
+                "restart the engine for a new token".format(path, st.st_mode & 0o777, path))
+    return None
 
 
 class EngineClient:
@@ -99,6 +140,8 @@ class EngineClient:
     def __init__(self, url: str = DEFAULT_URL, token: Optional[str] = None, timeout: float = 30.0):
         self.url = url.rstrip("/")
         self.token = token if token is not None else read_token()
+        if self.token and not valid_token(self.token):
+            raise EngineError("the engine token given is not a valid token (one line of letters, digits and -._~+/)")
         self.timeout = timeout
 
     def health(self) -> Dict[str, Any]:
@@ -124,6 +167,15 @@ class EngineClient:
             body["locked"] = list(locked)
         if mask_bytes is not None:
             body["mask"] = base64.b64encode(mask_bytes).decode("ascii")
+        size = len(body["image"]) + len(body.get("mask", "")) + len(json.dumps({k: v for k, v in body.items()
+                                                                               if k not in ("image", "mask")}))
+        if size > MAX_REQUEST_BYTES:
+            # checked here: the engine refuses before reading, and the upload then breaks off mid-way
+            raise EngineError(
+                "the photo is too large to send to the engine: {:.1f} MB as base64{}, and the engine accepts up to "
+                "{:.0f} MB (a photo file of about {:.0f} MB): scale it down or save it as JPEG".format(
+                    size / 2**20, " with its mask" if mask_bytes is not None else "", MAX_REQUEST_BYTES / 2**20,
+                    MAX_REQUEST_BYTES * 3 / 4 / 2**20), status=413)
         return self._request("POST", "/v1/jobs", body)["id"]
 
     def status(self, job_id: str, preview: bool = True) -> Dict[str, Any]:
@@ -243,9 +295,11 @@ class EngineClient:
             raise EngineError(_error_detail(exc), status=exc.code) from None
         except (urllib.error.URLError, ConnectionError, socket.timeout) as exc:
             reason = getattr(exc, "reason", exc)
-            raise EngineUnavailable(
+            unavailable = EngineUnavailable(
                 "no clipasso engine answers at {} ({}): start it with `clipasso serve`".format(self.url, reason)
-            ) from None
+            )
+            unavailable.timed_out = isinstance(reason, socket.timeout)
+            raise unavailable from None
         except http.client.HTTPException as exc:  # an answer, but not HTTP (another kind of server)
             raise EngineError(
                 "something other than a CLIPasso engine answers at {} (not an HTTP answer: {})".format(

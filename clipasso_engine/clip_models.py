@@ -28,6 +28,7 @@ import tempfile
 import threading
 import urllib.request
 import warnings
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -448,18 +449,75 @@ def load_clip(spec: str, device: torch.device | str = "cpu", *, download: bool =
     return ClipImageModel(visual.float(), spec=spec, arch=arch, source=source).to(device)
 
 
-_CACHE: dict[tuple[str, str], ClipImageModel] = {}
+CACHE_BYTES = 2 * 2**30          # models kept loaded, by their weights' bytes (RN101 ≈ 0.25 GB, ViT-B-32 ≈ 0.35 GB)
+_CACHE: OrderedDict[tuple, ClipImageModel] = OrderedDict()      # least recently used first
 _CACHE_LOCK = threading.Lock()
 
 
 def get_clip(spec: str, device: torch.device | str = "cpu", *, download: bool = False) -> ClipImageModel:
-    """:func:`load_clip` once per (spec, device) for the life of the process: the engine serves
-    many jobs with the same frozen models. Thread-safe; downloads only if ``download``."""
-    key = (spec.strip(), str(torch.device(device)))
+    """:func:`load_clip`, once per weights file and device while it stays in use: the engine
+    serves many jobs with the same frozen models. A file is known by its identity (device,
+    inode, size, modification time), not by how its path is spelled, so ``/w/RN101.pt``,
+    ``/w/./RN101.pt``, a link to it and ``RN101`` (found there) load it once. The cache holds
+    up to ``CACHE_BYTES`` of weights, dropping the least recently used model beyond that (a
+    job still using it keeps it alive). Thread-safe; downloads only if ``download``."""
+    dev = str(torch.device(device))
     with _CACHE_LOCK:
-        if key not in _CACHE:
-            _CACHE[key] = load_clip(spec, device, download=download)
-        return _CACHE[key]
+        key = _cache_key(spec.strip(), dev)
+        model = _CACHE.get(key)
+        if model is None:
+            model = load_clip(spec, device, download=download)
+            _CACHE[key] = model
+        _CACHE.move_to_end(key)
+        sizes = {k: _model_bytes(m) for k, m in _CACHE.items()}
+        for old in list(_CACHE)[:-1]:
+            if sum(sizes.values()) <= CACHE_BYTES:
+                break
+            del _CACHE[old], sizes[old]
+        return model
+
+
+def _cache_key(spec: str, device: str) -> tuple:
+    """What identifies the model ``spec`` loads: the weights file's identity where there is one."""
+    path: Path | None = None
+    if spec.startswith("random:"):
+        return ("random", _base_name(spec.removeprefix("random:")), device)
+    if _looks_like_path(spec) or os.path.isfile(spec):
+        path = Path(spec).expanduser()
+    elif _openai_cfg(spec):
+        path = _find_weights(_base_name(spec))[0]
+    if path is not None:
+        try:
+            st = path.stat()
+            return ("file", st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, device)
+        except OSError:
+            pass
+    return ("spec", spec, device)
+
+
+def _model_bytes(model: nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def weights_folders() -> list[Path]:
+    """The folders a job sent to the engine may name weights files in (``$CLIPASSO_CLIP_DIR``,
+    ``~/.cache/clip``, huggingface's cache)."""
+    return [*_clip_dirs(), _hf_hub_cache()]
+
+
+def names_a_file_elsewhere(spec: str) -> bool:
+    """True when ``spec`` names a weights file outside ``weights_folders()``. Decided from the
+    text of the path alone (links resolved), never from whether the file exists, so an answer
+    tells nothing about files elsewhere."""
+    spec = spec.strip()
+    if spec.startswith("random:") or (not _looks_like_path(spec) and _openai_cfg(spec)):
+        return False
+    where = os.path.realpath(os.path.expanduser(spec))
+    for folder in weights_folders():
+        root = os.path.realpath(folder)
+        if where.startswith(root.rstrip(os.sep) + os.sep):
+            return False
+    return True
 
 
 __all__ = [
@@ -472,5 +530,7 @@ __all__ = [
     "download_clip",
     "get_clip",
     "load_clip",
+    "names_a_file_elsewhere",
+    "weights_folders",
     "normalize",
 ]

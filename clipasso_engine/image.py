@@ -3,24 +3,55 @@
 The canvas (METHOD.md, "ours — aspect ratio") is the photo scaled so its long side is
 ``CANVAS`` (224) pixels, centred on a white square. Strokes are optimized in canvas pixels and
 returned in the photo's own pixels; ``Canvas`` converts between the two.
+
+Photos come from anywhere (uploads to the engine, files given to the CLI), so decoding trusts
+nothing in them (docs/security.md):
+
+- only the raster formats in ``FORMATS`` are opened, recognised from their first bytes before
+  Pillow sees them; Pillow itself is restricted to those plugins. PostScript/EPS (which Pillow
+  hands to Ghostscript, a full interpreter), PDF, ICO and the rest never reach a decoder;
+- the pixel count is checked from the header, before decoding (``MAX_PIXELS``);
+- a photo is decoded to at most ``MAX_DECODED_PIXELS`` (JPEG decodes at 1/2, 1/4 or 1/8 size
+  directly; other formats are reduced right after decoding): the sketch is made on a 224-pixel
+  canvas, so more pixels only cost memory. The photo's own size is kept (``photo_size``), and
+  strokes come back in the original photo's pixels;
+- decodes running at the same time share a budget of ``DECODE_BUDGET_PIXELS``, so many
+  uploads at once cannot exhaust the memory.
 """
 
 from __future__ import annotations
 
 import io
+import math
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import Iterator, Optional, Union
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 CANVAS = 224
 MIN_SIDE = 8                     # smaller photos have nothing to sketch
 MAX_PIXELS = 64_000_000          # decoded pixels; larger files are refused before decoding
 MAX_FILE_BYTES = 100 * 2**20
+MAX_DECODED_PIXELS = 4_000_000   # what a photo is decoded (or reduced) to: far more than a 224-px canvas needs
+DECODE_BUDGET_PIXELS = 128_000_000   # pixels of all decodes in progress together (~4 bytes each, twice over while converting)
+
+# The accepted formats: Pillow's name → (what the user is told, tests of the file's first bytes).
+FORMATS: dict[str, tuple[str, tuple[bytes, ...]]] = {
+    "PNG": ("PNG", (b"\x89PNG\r\n\x1a\n",)),
+    "JPEG": ("JPEG", (b"\xff\xd8\xff",)),
+    "WEBP": ("WebP", (b"RIFF",)),                       # and "WEBP" at offset 8, checked below
+    "GIF": ("GIF (first frame)", (b"GIF87a", b"GIF89a")),
+    "BMP": ("BMP", (b"BM",)),
+    "TIFF": ("TIFF", (b"II*\x00", b"MM\x00*")),
+}
+ALLOWED_FORMATS = ", ".join(label for label, _ in FORMATS.values())
+_SIZE_KEY = "clipasso.photo_size"                     # Image.info entry: the photo's size before reduction
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
@@ -29,27 +60,91 @@ class ImageError(ValueError):
     """A photo that cannot be used; the message says what is wrong and what to do."""
 
 
-def load_image(src: ImageInput, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(src: ImageInput, *, max_pixels: int = MAX_PIXELS,
+               max_decoded: int = MAX_DECODED_PIXELS) -> Image.Image:
     """Open a photo (path, encoded bytes, PIL image or HxWx3/HxWx4 uint8 array) as RGB, turned
-    upright by its EXIF orientation.
+    upright by its EXIF orientation, at most ``max_decoded`` pixels large.
 
-    Transparent pixels are composited on white; 16-bit greyscale is scaled to 8 bits. Raises ``ImageError`` for a missing, unreadable,
-    corrupt, too small or too large image (the size is checked from the header, before the
-    pixels are decoded, so decompression bombs cost nothing).
+    The returned image may be smaller than the photo: ``photo_size(img)`` is the photo's own
+    size (upright), the size strokes are measured in. Transparent pixels are composited on
+    white; 16-bit greyscale is scaled to 8 bits. Raises ``ImageError`` for a missing,
+    unreadable, corrupt, too small or too large image, or one not in ``FORMATS`` (the format
+    and size are checked from the header, before the pixels are decoded, so decompression
+    bombs and PostScript cost nothing).
     """
+    if isinstance(src, Image.Image) and _SIZE_KEY in src.info:
+        return src                                          # made by load_image already
     if isinstance(src, np.ndarray):
-        img = _from_array(src)
+        img, size, orientation = _from_array(src), None, 1
     elif isinstance(src, Image.Image):
-        img = src
+        img, size, orientation = src, None, src.getexif().get(0x0112, 1)
     else:
-        img = _open(src, max_pixels)
-    _check_size(img.width, img.height, max_pixels)
+        img, size, orientation = _open(src, max_pixels, max_decoded)
+    size = size or img.size
+    _check_size(*size, max_pixels)
+    img = _reduce(img, max_decoded)
     # a phone's portrait photo is stored sideways with an EXIF Orientation tag: sketch it the
     # way every viewer (and Inkscape) shows it, so the strokes' pixels match what the user sees
-    return _flatten_alpha(ImageOps.exif_transpose(img))
+    if orientation in _TURNS:
+        img = img.transpose(_TURNS[orientation])
+        if orientation in (5, 6, 7, 8):                     # a quarter turn: width and height swap
+            size = (size[1], size[0])
+    out = _flatten_alpha(img)
+    out.info = {_SIZE_KEY: tuple(size)}
+    return out
 
 
-def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
+# EXIF orientation → the transposition that makes the photo upright (as ImageOps.exif_transpose)
+_TURNS = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180, 4: Image.Transpose.FLIP_TOP_BOTTOM,
+          5: Image.Transpose.TRANSPOSE, 6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+          8: Image.Transpose.ROTATE_90}
+
+
+def photo_size(img: Image.Image) -> tuple[int, int]:
+    """(width, height) of the photo ``img`` was loaded from by ``load_image``, in its own pixels;
+    ``img.size`` for any other image."""
+    w, h = img.info.get(_SIZE_KEY, img.size)
+    return int(w), int(h)
+
+
+def sniff_format(data: bytes) -> Optional[str]:
+    """Pillow's name of the accepted format ``data`` starts with (``FORMATS``), else None."""
+    for name, (_, magics) in FORMATS.items():
+        if data.startswith(magics) and (name != "WEBP" or data[8:12] == b"WEBP"):
+            return name
+    return None
+
+
+class _PixelBudget:
+    """Pixels of the decodes in progress, bounded: ``take(n)`` waits until ``n`` more fit (a
+    decode larger than the whole budget runs when it is alone)."""
+
+    def __init__(self, pixels: int) -> None:
+        self.total, self.used = pixels, 0
+        self._free = threading.Condition()
+
+    @contextmanager
+    def take(self, n: int) -> Iterator[None]:
+        n = min(n, self.total)
+        with self._free:
+            while self.used and self.used + n > self.total:
+                self._free.wait()
+            self.used += n
+        try:
+            yield
+        finally:
+            with self._free:
+                self.used -= n
+                self._free.notify_all()
+
+
+_budget = _PixelBudget(DECODE_BUDGET_PIXELS)
+
+
+def _open(src: str | os.PathLike | bytes, max_pixels: int,
+          max_decoded: int) -> tuple[Image.Image, tuple[int, int], int]:
+    """The decoded (already reduced) image of a file or its bytes, its size in the file's
+    header and its EXIF orientation."""
     if isinstance(src, bytes):
         data, name = src, "the image data"
     else:
@@ -62,18 +157,44 @@ def _open(src: str | os.PathLike | bytes, max_pixels: int) -> Image.Image:
         if path.stat().st_size > MAX_FILE_BYTES:
             raise ImageError(f"{name} is {path.stat().st_size / 2**20:.0f} MiB; images up to {MAX_FILE_BYTES // 2**20} MiB are accepted")
         data = path.read_bytes()
+    fmt = sniff_format(data[:16])
+    if fmt is None:
+        raise ImageError(f"{name} is not a readable image: its format is not one of the accepted ones "
+                         f"({ALLOWED_FORMATS}); convert it to PNG or JPEG first")
     try:
-        img = Image.open(io.BytesIO(data))                  # reads the header only
-        _check_size(img.width, img.height, max_pixels)     # nothing decoded yet
-        img.load()
+        img = Image.open(io.BytesIO(data), formats=[fmt])   # reads the header only
+        size = img.size
+        _check_size(*size, max_pixels)                      # nothing decoded yet
+        orientation = img.getexif().get(0x0112, 1)
+        if img.format in ("JPEG", "MPO"):                   # decode at 1/2, 1/4 or 1/8 size when that is enough
+            k = math.sqrt(max_decoded / (size[0] * size[1]))
+            if k < 1:
+                img.draft("RGB" if img.mode == "RGB" else None, (max(1, int(size[0] * k)), max(1, int(size[1] * k))))
+        with _budget.take(img.width * img.height):
+            img.load()
+            img = _reduce(img, max_decoded)                 # the full-size pixels go at once
     except ImageError:
         raise
     except Image.DecompressionBombError as exc:             # Pillow's own header check, far above ours
         raise ImageError(f"{name}: the image is too large ({exc}); the limit is {max_pixels / 1e6:.0f} megapixels — scale it down first") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         detail = "not a known image format" if isinstance(exc, UnidentifiedImageError) else str(exc)
-        raise ImageError(f"{name} is not a readable image (PNG, JPEG, WebP, …): {detail}") from None
-    return img
+        raise ImageError(f"{name} is not a readable image ({ALLOWED_FORMATS}): {detail}") from None
+    return img, size, orientation
+
+
+def _reduce(img: Image.Image, max_decoded: int) -> Image.Image:
+    """``img`` shrunk by a whole factor (box filter) to at most ``max_decoded`` pixels."""
+    factor = math.ceil(math.sqrt(img.width * img.height / max_decoded))
+    if factor <= 1:
+        return img
+    if img.mode == "1":                                     # modes Image.reduce cannot average
+        img = img.convert("L")
+    elif img.mode in ("P", "PA"):
+        img = img.convert("RGBA" if img.mode == "PA" or "transparency" in img.info else "RGB")
+    elif img.mode.startswith("I;16"):
+        img = img.convert("I")
+    return img.reduce(factor)
 
 
 def _from_array(a: np.ndarray) -> Image.Image:
@@ -135,8 +256,9 @@ class Canvas:
 
 
 def make_canvas(img: Image.Image, size: int = CANVAS) -> Canvas:
-    """Scale ``img`` so its long side is ``size`` and centre it on a white ``size``² square."""
-    w, h = img.size
+    """Scale ``img`` so its long side is ``size`` and centre it on a white ``size``² square. The
+    canvas maps to the photo's own pixels (``photo_size``), also when ``img`` was decoded smaller."""
+    w, h = photo_size(img)
     scale = max(w, h) / size
     cw, ch = max(1, round(w / scale)), max(1, round(h / scale))
     small = img.resize((cw, ch), Image.Resampling.BICUBIC, reducing_gap=3.0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -80,7 +81,7 @@ class SketchResult:
             "level_info": {str(n): meta for n, meta in sorted(self.level_meta.items())},
             "seed": self.seed,
             "loss": self.loss,
-            "history": self.history,
+            "history": [{k: finite_or_none(v) if isinstance(v, float) else v for k, v in h.items()} for h in self.history],
             "engine": self.engine,
         }
 
@@ -129,13 +130,17 @@ class SketchResult:
 
 def write_all_atomic(outputs: Sequence[tuple[Path, bytes]]) -> None:
     """Write several files all or nothing: each goes to a temporary sibling first, and only when
-    every one is written are they renamed into place. A failure leaves no partial file."""
+    every one is written are they renamed into place. A failure leaves no partial file.
+
+    Each temporary file gets a new random name and is created exclusively (``O_EXCL``), so a
+    file or link planted in the folder beforehand is never written through; the rename then
+    replaces the target itself (a link at the target's name included, not what it points to)."""
     temps: list[Path] = []
     try:
         for target, data in outputs:
-            tmp = target.with_name(f".{target.name}.partial")
-            temps.append(tmp)
-            tmp.write_bytes(data)
+            temps.append(_exclusive_sibling(target))
+            with open(temps[-1], "wb") as f:
+                f.write(data)
         for (target, _), tmp in zip(outputs, temps):
             os.replace(tmp, target)
     finally:
@@ -144,5 +149,19 @@ def write_all_atomic(outputs: Sequence[tuple[Path, bytes]]) -> None:
                 tmp.unlink()
 
 
+def _exclusive_sibling(target: Path) -> Path:
+    """A new empty file beside ``target`` that did not exist before (mode 0666 less the umask,
+    as the target would get)."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+    while True:
+        tmp = target.with_name(f".{target.name}.{secrets.token_hex(6)}.partial")
+        try:
+            os.close(os.open(tmp, flags, 0o666))
+            return tmp
+        except FileExistsError:
+            continue
+
+
 def finite_or_none(v: float) -> Optional[float]:
+    """``v``, or None for NaN and ±infinity, which JSON cannot carry."""
     return v if math.isfinite(v) else None

@@ -6,6 +6,7 @@ fields the caller did not set; a field set explicitly always wins.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any, Literal, Optional
 
@@ -26,6 +27,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 MAX_STROKES = 256
 MAX_ITERATIONS = 20000
 MAX_SEEDS = 16
+MAX_LOSS_WEIGHT = 1000.0             # far above any useful weight; larger ones overflow the loss to infinity
 
 
 def default_clip() -> str:
@@ -69,7 +71,8 @@ class SketchSettings(BaseModel):
     geometric_weights: dict[str, float] = Field(
         default_factory=lambda: {"layer2": 1.0, "layer3": 1.0}, description="weight per RN101 stage of the L2 feature loss"
     )
-    semantic_weight: float = Field(0.1, ge=0, description="weight of 1 - cosine of the CLIP embeddings")
+    semantic_weight: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, allow_inf_nan=False,
+                                   description="weight of 1 - cosine of the CLIP embeddings")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="CLIP arithmetic: auto = bf16 on CPUs with native bf16, fp16 on CUDA, else fp32; fp32 is the exact reference"
     )
@@ -93,8 +96,8 @@ class SketchSettings(BaseModel):
         bad = set(v) - allowed
         if bad:
             raise ValueError(f"geometric_weights names unknown stages {sorted(bad)}; use {sorted(allowed)}")
-        if any(w < 0 for w in v.values()):
-            raise ValueError(f"geometric_weights must be >= 0, got {v}")
+        if not all(math.isfinite(w) and 0 <= w <= MAX_LOSS_WEIGHT for w in v.values()):
+            raise ValueError(f"geometric_weights must be numbers from 0 to {MAX_LOSS_WEIGHT:g}, got {v}")
         return v
 
     @model_validator(mode="after")

@@ -24,6 +24,8 @@ ENGINE_PID = "engine.pid"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelled
 DEFAULT_START_TIMEOUT = 180.0  # seconds a fresh engine may take to answer (torch import, first load)
+HEALTH_TIMEOUT = 10.0          # seconds /v1/health may take: the engine answers it at once, even when busy
+REQUEST_TIMEOUT = 30.0         # seconds for the other requests
 INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
 
 
@@ -41,9 +43,23 @@ class Config:
         self.folder = folder
         self.path = os.path.join(folder, CONFIG_FILE)
         self.engine_url = str(values.get("engine_url") or DEFAULT_URL).rstrip("/")
-        self.engine_python = values.get("engine_python") or None
-        self.job_timeout = float(values.get("job_timeout") or DEFAULT_JOB_TIMEOUT)
-        self.start_timeout = float(values.get("start_timeout") or DEFAULT_START_TIMEOUT)
+        self.engine_python = str(values.get("engine_python") or "") or None
+        self.job_timeout = self._seconds(values, "job_timeout", DEFAULT_JOB_TIMEOUT)
+        self.start_timeout = self._seconds(values, "start_timeout", DEFAULT_START_TIMEOUT)
+
+    def _seconds(self, values: Dict[str, Any], key: str, default: float) -> float:
+        """A positive number of seconds from the file, or its default when absent."""
+        value = values.get(key) or default
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError, OverflowError):
+            seconds = float("nan")
+        if not 0 < seconds < float("inf"):
+            raise inkex.AbortExtension(
+                "The CLIPasso settings file {} has {} = {}; it must be a number of seconds above 0. Fix or delete "
+                "it, then {}.".format(self.path, key, json.dumps(value)[:40], INSTALL_HINT)
+            )
+        return seconds
 
     @property
     def log_path(self) -> str:
@@ -80,10 +96,16 @@ def token_or_blank(config: Config) -> str:
 
 def answering_client(config: Config, url: str) -> Optional[EngineClient]:
     """A client for the engine at ``url`` if one answers there, else None."""
-    client = EngineClient(url, token_or_blank(config))
+    client = EngineClient(url, token_or_blank(config), timeout=HEALTH_TIMEOUT)
     try:
         client.health()
-    except EngineUnavailable:
+    except EngineUnavailable as exc:
+        if exc.timed_out:  # a program holds the port: starting an engine there would fail, later and less clearly
+            raise inkex.AbortExtension(
+                "Something at {} takes connections but sent no answer within {:.0f} s: another program holds that "
+                "port, or an engine there hangs. Stop it, or set another engine URL (a free port) in the dialog or "
+                "in {}.".format(url, HEALTH_TIMEOUT, config.path)
+            )
         return None
     except EngineError as exc:
         if exc.status == 401:
@@ -99,6 +121,7 @@ def answering_client(config: Config, url: str) -> Optional[EngineClient]:
         raise inkex.AbortExtension(
             "{}. Set another engine URL (a free port) in the dialog or in {}.".format(detail, config.path)
         )
+    client.timeout = REQUEST_TIMEOUT
     return client
 
 
@@ -305,6 +328,14 @@ def check_result_size(result: Dict[str, Any], shown: Sequence[int]) -> None:
         )
 
 
+def unexpected(exc: BaseException) -> str:
+    """The message for an error nothing else explained (what, where to look, the document is safe)."""
+    detail = str(exc).splitlines()[0][:200] if str(exc) else ""
+    return ("CLIPasso could not work with this document or the engine's answer ({}{}). Nothing was changed. "
+            "If it keeps happening, `clipasso doctor` checks the installation.".format(
+                type(exc).__name__, ": " + detail if detail else ""))
+
+
 def duration(seconds: float) -> str:
     """``"45 s"`` or ``"60 minutes"``."""
     return "{:.0f} s".format(seconds) if seconds < 120 else "{:.0f} minutes".format(seconds / 60)
@@ -325,7 +356,28 @@ def preview_url(client: EngineClient) -> str:
 
 
 class EngineExtension(inkex.EffectExtension):
-    """Base of the menu entries that talk to the engine: the engine URL parameter."""
+    """Base of the menu entries that talk to the engine: the engine URL parameter, and one
+    message instead of a traceback for whatever a document, a file or an engine throws at us."""
+
+    def effect(self):
+        raise NotImplementedError
+
+    def load_raw(self):
+        # wrap the subclass's effect once the run starts: an unexpected error (a strange document,
+        # file or engine answer) ends the run with one message, never a traceback, before anything
+        # is saved, so the document stays as it was
+        effect = self.effect
+
+        def guarded():
+            try:
+                return effect()
+            except (inkex.AbortExtension, KeyboardInterrupt, SystemExit):
+                raise
+            except Exception as exc:  # noqa: BLE001 - the boundary: one message for the designer
+                raise inkex.AbortExtension(unexpected(exc))
+
+        self.effect = guarded
+        super().load_raw()
 
     def add_arguments(self, pars):
         pars.add_argument("--engine_url", default="", help="engine URL; empty: the one install.py configured")

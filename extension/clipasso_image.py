@@ -77,8 +77,12 @@ def read_image_bytes(image: inkex.BaseElement, input_file: Optional[str]) -> Tup
     candidates = candidate_paths(href, input_file, os.environ.get("DOCUMENT_PATH"), image.get("sodipodi:absref"))
     for path in candidates:
         if os.path.isfile(path):
-            with open(path, "rb") as handle:
-                return handle.read(), path
+            try:
+                with open(path, "rb") as handle:
+                    return handle.read(), path
+            except OSError as exc:  # a special file (/proc/...), no permission, a disk error
+                raise ImageReadError("The linked image file {} cannot be read ({}). Relink or embed the photo, "
+                                     "then try again.".format(path, exc.strerror or exc))
     raise ImageReadError(
         "The linked image file was not found (looked for {}). Relink or embed the photo, then try again.".format(
             ", ".join(candidates) or href

@@ -135,6 +135,7 @@ def test_config_dir_override_and_token(monkeypatch, tmp_path):
     with pytest.raises(client.EngineError, match="clipasso serve"):
         client.read_token()
     (tmp_path / "token").write_text("secret-token\n")
+    (tmp_path / "token").chmod(0o600)
     assert client.read_token() == "secret-token"
     monkeypatch.setenv("CLIPASSO_TOKEN", "remote-token")
     assert client.read_token() == "remote-token"

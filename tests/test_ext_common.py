@@ -40,6 +40,7 @@ def test_token_is_read_from_the_config_folder_only(common, tmp_path, monkeypatch
     config = common.Config(str(folder), {"token_path": str(tmp_path / "elsewhere" / "token")})
     assert common.token_or_blank(config) == ""                  # no engine has run yet
     (folder / "token").write_text(TOKEN + "\n")
+    (folder / "token").chmod(0o600)
     assert common.token_or_blank(config) == TOKEN
     monkeypatch.setenv("CLIPASSO_TOKEN", "remote-token")
     assert common.token_or_blank(config) == "remote-token"
@@ -94,3 +95,20 @@ def test_strokes_of_another_picture_size_are_refused(common):
     common.check_result_size({"width": 48, "height": 64}, (48, 64))
     with pytest.raises(inkex.AbortExtension, match="read the photo as 64×48 pixels, but it is shown here as 48×64"):
         common.check_result_size({"width": 64, "height": 48}, (48, 64))
+
+
+def test_an_unexpected_error_ends_the_run_with_one_message(common, tmp_path, capsys):
+    """Whatever a strange document or engine answer breaks inside an effect ends the run as
+    inkex's abort (exit 251, one line on stderr), never a traceback, and nothing is written."""
+    class Breaks(common.EngineExtension):
+        def effect(self):
+            return 1 / 0
+
+    doc = tmp_path / "in.svg"
+    doc.write_text('<svg xmlns="http://www.w3.org/2000/svg" width="10" height="10"/>')
+    with pytest.raises(SystemExit) as stopped:
+        Breaks().run([f"--output={tmp_path / 'out.svg'}", str(doc)])
+    err = capsys.readouterr().err
+    assert stopped.value.code % 256 == 251                  # inkex.ABORT_STATUS (-5 in some releases)
+    assert err.count("\n") == 1 and "ZeroDivisionError: division by zero" in err and "Nothing was changed" in err, err
+    assert not (tmp_path / "out.svg").exists()

@@ -172,6 +172,15 @@ def test_sketch_linked_image_in_inkscape_reuses_the_engine(setup, tmp_path):
     assert etree.parse(str(out_svg)).getroot().find(f".//{SVG}image").get(XLINK_HREF) == "photos/cat.png"
 
 
+def png_header(width: int, height: int) -> bytes:
+    """The start of a PNG file whose header gives this size (a photo's header may say anything)."""
+    import struct
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+
+
 def fast(setup, script: str, args: list, doc: Path, tmp_path: Path, env: dict | None = None):
     return run_fast(setup["scripts"] / script, args, doc, tmp_path / "out.svg", env or setup["env"])
 
@@ -255,6 +264,7 @@ def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
         ("damaged base64", ["img1"], "data:image/png;base64,@@@@", "damaged"),
         ("missing file", ["img1"], "photos/nowhere.png", "linked image file was not found"),
         ("web link", ["img1"], "https://example.com/cat.png", "linked from the web"),
+        ("special file", ["img1"], "/proc/self/mem", "cannot be read"),
     ],
 )
 def test_bad_selections_and_images_leave_the_document_alone(setup, tmp_path, case, ids, href, message):
@@ -267,6 +277,16 @@ def test_bad_selections_and_images_leave_the_document_alone(setup, tmp_path, cas
     assert out.returncode == ABORT_STATUS, out.stderr
     assert message in out.stderr and out.stdout == ""
     assert not (tmp_path / "out.svg").exists() and doc.read_text() == text
+
+
+@pytest.mark.parametrize("values, message", [({"job_timeout": "soon"}, 'job_timeout = "soon"'),
+                                             ({"start_timeout": -5}, "start_timeout = -5")])
+def test_a_bad_settings_file_value_is_one_message(setup, tmp_path, values, message):
+    doc = tmp_path / "in.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, isolated_config(setup, tmp_path, **values))
+    assert out.returncode == ABORT_STATUS and message in out.stderr and "Traceback" not in out.stderr, out.stderr
+    assert not (tmp_path / "out.svg").exists()
 
 
 def isolated_config(setup, tmp_path: Path, **values) -> dict:
@@ -299,6 +319,28 @@ def test_engine_unreachable(setup, tmp_path):
     env = isolated_config(setup, tmp_path, engine_url=f"http://127.0.0.1:{free_port()}", engine_python=str(tmp_path / "no-python"))
     local = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, env)
     assert local.returncode == ABORT_STATUS and "no engine installed to start" in local.stderr and "install.py" in local.stderr
+    assert not (tmp_path / "out.svg").exists()
+
+
+def test_a_port_held_by_a_program_that_never_answers_is_named(setup, tmp_path):
+    """Something takes connections at the engine's port and never answers: the message says so
+    (after the short health wait), instead of starting an engine that cannot bind there."""
+    import socket
+
+    holder = socket.socket()
+    holder.bind(("127.0.0.1", 0))
+    holder.listen(16)                                    # connections complete, nothing is ever read or sent
+    url = f"http://127.0.0.1:{holder.getsockname()[1]}"
+    doc = tmp_path / "in.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    env = isolated_config(setup, tmp_path, engine_url=url, engine_python=sys.executable)
+    try:
+        out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, env)
+    finally:
+        holder.close()
+    assert out.returncode == ABORT_STATUS, out.stderr
+    assert f"Something at {url} takes connections but sent no answer" in out.stderr and "another program" in out.stderr
+    assert not (tmp_path / "config" / "engine.log").exists()          # no engine was started
     assert not (tmp_path / "out.svg").exists()
 
 

@@ -90,14 +90,16 @@ def engine_env(config_dir: Path) -> dict[str, str]:
                 CLIPASSO_SALIENCY_CLIP="random:tiny-ViT", PYTHONUNBUFFERED="1")
 
 
-def start_engine(folder: Path, *extra: str) -> Engine:
-    """Start ``python -m clipasso_engine serve`` on a free port; return once /v1/health answers."""
+def start_engine(folder: Path, *extra: str, env: Optional[dict[str, str]] = None,
+                 preexec_fn: Optional[Callable[[], None]] = None) -> Engine:
+    """Start ``python -m clipasso_engine serve`` on a free port; return once /v1/health answers.
+    ``env``: variables to set beside the usual ones; ``preexec_fn``: run in the child (limits)."""
     config, log = folder / "config", folder / "engine.log"
     port = free_port()
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "clipasso_engine", "serve", "--port", str(port), "--device", "cpu", *extra],
-            stdout=out, stderr=subprocess.STDOUT, env=engine_env(config),
+            stdout=out, stderr=subprocess.STDOUT, env={**engine_env(config), **(env or {})}, preexec_fn=preexec_fn,
         )
     url = f"http://127.0.0.1:{port}"
 

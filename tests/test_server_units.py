@@ -15,6 +15,7 @@ from PIL import Image
 
 from fastapi import HTTPException
 
+from clipasso_engine import image
 from clipasso_engine.cli import main
 from clipasso_engine.server import intake
 from clipasso_engine.server.auth import allowed_hosts, is_loopback, load_or_create_token
@@ -187,26 +188,25 @@ def request(**settings) -> JobRequest:
     return JobRequest(image=base64.b64encode(png("white")).decode(), settings=settings)
 
 
-def test_uploads_are_decoded_two_at_a_time(monkeypatch):
-    """Requests run in a big thread pool; decoding a large photo takes ~1 GB, so only a couple at once."""
-    real, lock = intake.load_image, threading.Lock()
-    now = peak = 0
+def test_decodes_in_progress_share_a_pixel_budget(monkeypatch):
+    """Decoding a large photo takes memory in proportion to its pixels: uploads decoded at once
+    share a budget, so many at the same time wait their turn instead of exhausting the memory."""
+    from PIL import ImageFile
 
-    def slow_load(data):
-        nonlocal now, peak
-        with lock:
-            now += 1
-            peak = max(peak, now)
+    budget = image._PixelBudget(2 * 48 * 32)                 # room for two of these photos at once
+    monkeypatch.setattr(image, "_budget", budget)
+    real, peak = ImageFile.ImageFile.load, []
+
+    def slow_load(self):
+        peak.append(budget.used)
         time.sleep(0.05)
-        with lock:
-            now -= 1
-        return real(data)
+        return real(self)
 
-    monkeypatch.setattr(intake, "load_image", slow_load)
+    monkeypatch.setattr(ImageFile.ImageFile, "load", slow_load)
     with ThreadPoolExecutor(8) as pool:
         works = list(pool.map(lambda _: intake.work_from_request(request(strokes=2)), range(8)))
     assert all((w.width, w.height) == (48, 32) for w in works)
-    assert 1 <= peak <= intake.DECODERS
+    assert max(peak) <= 2 * 48 * 32 and budget.used == 0
 
 
 def test_batches_beyond_the_limit_are_refused_before_decoding(monkeypatch):

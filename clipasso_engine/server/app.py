@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -24,14 +25,16 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
+from ..client import MAX_REQUEST_BYTES
 from ..clip_models import available_models
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
-from .intake import work_from_request
+from .intake import Decoders, work_from_request
 from .jobs import TERMINAL, Job, JobNotFound, JobQueue, QueueFull
 from .models import Health, JobCreated, JobList, JobRequest, JobStatus, Models, ResultBody
 
-MAX_BODY_BYTES = 30 * 2**20          # a ~22 MB image as base64, plus settings
+MAX_BODY_BYTES = MAX_REQUEST_BYTES   # a ~22 MB image as base64, plus settings (the client checks it too)
+BODY_IDLE_S = 30.0                   # a request body that stops arriving for this long is answered 408
 SSE_KEEPALIVE_S = 15.0               # a comment line now and then keeps proxies and clients from timing out
 SSE_MIN_INTERVAL_S = 0.2             # progress arrives every step; coalesce it for the stream
 STATIC = Path(str(resources.files("clipasso_engine") / "server" / "static"))
@@ -50,15 +53,19 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES,
+               allow_model_paths: bool = False) -> FastAPI:
     """The engine's ASGI app. ``queue`` starts and stops with the app; ``token`` guards /v1;
-    ``hosts``: accepted Host header values (``auth.allowed_hosts``)."""
+    ``hosts``: accepted Host header values (``auth.allowed_hosts``); ``allow_model_paths``: jobs
+    may name weights files anywhere (else only in the weights folders)."""
     started = time.time()
+    decoders = Decoders()
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         queue.start()
         yield
+        decoders.shutdown()
         await asyncio.to_thread(queue.stop)
 
     # no /docs or /redoc: they load scripts from a CDN on the origin whose localStorage holds the
@@ -67,27 +74,30 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
                   description="Photo → abstract line sketch of a few Bézier strokes (CLIPasso). Every /v1 call "
                               "needs `Authorization: Bearer <token>` (the file `token` in the config folder).")
     api = APIRouter(prefix="/v1", responses=ERRORS)             # the token: TokenCheck, below
+    # The routes other than submit only read or flip the queue's state under its lock (never
+    # for long): they are `async def`, so they answer on the event loop itself and need no
+    # thread of the pool that slow work could fill. Submit's slow part runs in `decoders`.
 
     @api.post("/jobs", status_code=202, response_model=JobCreated,
               responses={413: {"description": "upload too large"}, 422: {"description": "bad image or settings"},
-                         429: {"description": "queue full"}})
-    def submit(body: JobRequest) -> JobCreated:
+                         429: {"description": "queue full"}, 503: {"description": "busy or out of memory: retry"}})
+    async def submit(body: JobRequest) -> JobCreated:
         """Queue a sketch (answered at once, from the cache, when the same job ran before)."""
-        job = queue.submit(work_from_request(body))
+        job = await decoders.run(lambda: queue.submit(work_from_request(body, allow_model_paths=allow_model_paths)))
         return JobCreated(id=job.id, state=job.state, cached=job.cached)  # type: ignore[arg-type]
 
     @api.get("/jobs", response_model=JobList)
-    def list_jobs() -> JobList:
+    async def list_jobs() -> JobList:
         """Every job still remembered, newest first (for the preview page)."""
         return JobList(jobs=[JobStatus(**queue.snapshot(j, preview=False)) for j in queue.jobs()])
 
     @api.get("/jobs/{job_id}", response_model=JobStatus)
-    def job_status(job_id: str, preview: bool = True) -> JobStatus:
+    async def job_status(job_id: str, preview: bool = True) -> JobStatus:
         """State, progress, loss, ETA and (unless ``preview=false``) the SVG of the current strokes."""
         return JobStatus(**queue.snapshot(queue.get(job_id), preview=preview))
 
     @api.get("/jobs/{job_id}/result", responses={200: {"model": ResultBody}, 409: {"description": "not done"}})
-    def job_result(job_id: str) -> JSONResponse:
+    async def job_result(job_id: str) -> JSONResponse:
         """The strokes JSON of a finished job (``SketchResult.to_json()``)."""
         job = queue.get(job_id)
         if job.state != "done" or job.result is None:
@@ -105,14 +115,15 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
                                  headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
     @api.delete("/jobs/{job_id}", response_model=JobStatus)
-    def cancel(job_id: str) -> JobStatus:
+    async def cancel(job_id: str) -> JobStatus:
         """Cancel: a queued job at once, a running one before its next step. Finished jobs stay as they are."""
         return JobStatus(**queue.snapshot(queue.cancel(job_id), preview=False))
 
     @api.get("/health", response_model=Health)
-    def health() -> Health:
+    async def health() -> Health:
         waiting, running = queue.counts()
-        return Health(version=__version__, device=queue.device, queued=waiting, running=running,
+        decoding, _ = decoders.counts()
+        return Health(version=__version__, device=queue.device, queued=waiting, running=running, decoding=decoding,
                       max_queued=queue.max_queued, clip=default_clip(), saliency_clip=default_saliency_clip(),
                       uptime_s=round(time.time() - started, 1))
 
@@ -163,13 +174,28 @@ def validation_message(errors: Any) -> str:
     return "; ".join(parts) + " (the request format is in /openapi.json)"
 
 
+def json_text(value: Any) -> str:
+    """Strict JSON: NaN and infinities (which ``json.dumps`` writes as bare words no JSON parser
+    takes) become null."""
+    def finite(v: Any) -> Any:
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: finite(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [finite(x) for x in v]
+        return v
+
+    return json.dumps(finite(value), allow_nan=False)
+
+
 async def _events(queue: JobQueue, job: Job) -> AsyncIterator[str]:
     with queue.listen(job) as changed:
         while True:
             changed.clear()
             status = queue.snapshot(job)
             sent = time.monotonic()
-            yield f"event: status\ndata: {json.dumps(status)}\n\n"
+            yield f"event: status\ndata: {json_text(status)}\n\n"
             if status["state"] in TERMINAL:
                 return
             while True:
@@ -214,11 +240,13 @@ class PageHeaders:
 
 class BodyLimit:
     """ASGI middleware: refuse request bodies over ``max_bytes`` with 413, by Content-Length
-    before reading anything, else while reading (chunked uploads); the app then gets the body
-    from a buffer. Our own, since FastAPI's body limit exists only in recent releases."""
+    before reading anything, else while reading (chunked uploads), and bodies that stall for
+    ``idle_s`` seconds with 408 (a client trickling its body would hold a connection forever);
+    the app then gets the body from a buffer. Our own, since FastAPI's body limit exists only
+    in recent releases."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app, self.max_bytes = app, max_bytes
+    def __init__(self, app: ASGIApp, max_bytes: int, idle_s: float = BODY_IDLE_S) -> None:
+        self.app, self.max_bytes, self.idle_s = app, max_bytes, idle_s
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "DELETE", "OPTIONS"):
@@ -230,7 +258,12 @@ class BodyLimit:
             return
         chunks, size, more = [], 0, True
         while more:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), self.idle_s)
+            except asyncio.TimeoutError:
+                detail = f"the request body stopped arriving for {self.idle_s:g} s; send it again"
+                await JSONResponse({"detail": detail}, 408, headers={"Connection": "close"})(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunks.append(message.get("body", b""))

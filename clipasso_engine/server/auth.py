@@ -50,10 +50,16 @@ def load_or_create_token(folder: Path) -> str:
             pass                                 # another engine was quicker: use its token
         finally:
             Path(tmp).unlink(missing_ok=True)
-    token = path.read_text(encoding="utf-8").strip()
+    if os.name == "posix" and path.stat().st_uid != os.geteuid():
+        raise ValueError(f"the token file {path} belongs to another user, who could have chosen or read it: delete "
+                         "it (or set CLIPASSO_CONFIG_DIR to a folder of your own) and start the engine again")
+    _private(path, 0o600)                       # someone loosened it; the token is a password
+    token = path.read_bytes()[:4096].decode("ascii", errors="replace").strip()
     if not token:
         raise ValueError(f"the token file {path} is empty: delete it and start the engine again")
-    _private(path, 0o600)                       # someone loosened it; the token is a password
+    if not client.valid_token(token):            # never shown: it may be someone's secret, or a trap for the terminal
+        raise ValueError(f"the token file {path} does not hold a valid token: delete it and start the engine again, "
+                         "which makes a new one")
     return token
 
 

@@ -30,7 +30,7 @@ import torch
 from ..api import sketch
 from ..clip_models import WeightsMissingError
 from ..image import ImageError
-from ..result import SketchResult
+from ..result import SketchResult, finite_or_none
 from ..settings import SketchSettings
 from ..strokes import Stroke
 from ..svg import strokes_to_svg
@@ -294,7 +294,7 @@ class JobQueue:
             job.last_preview = now
             svg = strokes_to_svg(strokes, job.width, job.height)
         with self._lock:
-            job.iteration, job.loss = it + 1, loss
+            job.iteration, job.loss = it + 1, finite_or_none(loss)      # NaN/inf: no number to show (JSON has none)
             if job.first_step is None:
                 job.first_step = (now, job.iteration)
             else:

@@ -25,7 +25,7 @@ class JobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    image: str = Field(..., description="the photo: base64 of a PNG, JPEG or WebP file (a data: URI is accepted)")
+    image: str = Field(..., description="the photo: base64 of a PNG, JPEG, WebP, GIF (first frame), BMP or TIFF file (a data: URI is accepted)")
     settings: SketchSettings = Field(default_factory=SketchSettings, description="SketchSettings fields")
     init_strokes: Optional[list[StrokeBody]] = Field(
         None, max_length=MAX_STROKES, description="start from these strokes (photo pixels) instead of the saliency start"
@@ -88,6 +88,7 @@ class Health(BaseModel):
     device: str = Field(description="where jobs with device 'auto' run")
     queued: int
     running: int
+    decoding: int = Field(0, description="uploads being decoded and checked right now")
     max_queued: int
     clip: str = Field(description="default CLIP model for the loss")
     saliency_clip: str = Field(description="default CLIP model for the saliency map")

@@ -14,13 +14,18 @@ from .. import __version__
 from ..devices import resolve_device
 from .app import create_app
 from .auth import allowed_hosts, config_dir, is_loopback, load_or_create_token
+from .guard import HEADER_TIMEOUT_S, connection_cap, guarded_protocol, quiet_repeats, raise_file_limit
 from .jobs import JobQueue
+
+KEEP_ALIVE_S = 5                 # an idle connection between requests is closed after this
+MAX_HEADER_BYTES = 16 * 1024     # request line and headers together (h11's own limit)
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
-          max_queued: int = 32, allow_hosts: Sequence[str] = ()) -> int:
+          max_queued: int = 32, allow_hosts: Sequence[str] = (), allow_model_paths: bool = False) -> int:
     """Run the engine in the foreground until interrupted; returns the exit status. Raises
-    ``OSError`` when the address cannot be bound, ``ValueError`` for an absent device."""
+    ``OSError`` when the address cannot be bound, ``ValueError`` for an absent device.
+    ``allow_model_paths``: jobs may name CLIP weights files anywhere, not only in the weights folders."""
     dev = resolve_device(device).type
     if not is_loopback(host):
         print(f"clipasso: warning: listening on {host}: other machines can reach this engine. They still need "
@@ -37,9 +42,18 @@ def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
     print(f"live preview: {page}", file=sys.stderr)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(JobQueue(dev, max_queued=max_queued), token, allowed_hosts(host, port, allow_hosts))
-    # no access log: the preview page polls twice a second; jobs log their own start and end
-    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=3)
+    max_connections = connection_cap(raise_file_limit())
+    app = create_app(JobQueue(dev, max_queued=max_queued), token, allowed_hosts(host, port, allow_hosts),
+                     allow_model_paths=allow_model_paths)
+    # no access log: the preview page polls twice a second; jobs log their own start and end.
+    # Connections: see guard.py (a cap below the file limit, header deadline); keep-alive and
+    # header size are uvicorn's own settings, limit_concurrency answers 503 beyond the cap.
+    config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=3,
+                            http=guarded_protocol(max_connections, HEADER_TIMEOUT_S),
+                            limit_concurrency=max_connections + 64, timeout_keep_alive=KEEP_ALIVE_S,
+                            h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=128)
+    quiet_repeats("uvicorn", "uvicorn.error")
+    logging.getLogger("clipasso.server").info("accepting up to %d connections at once", max_connections)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
 
