@@ -8,7 +8,6 @@ serve`` processes killed with SIGKILL or stopped over HTTP, then started again.
 from __future__ import annotations
 
 import base64
-import dataclasses
 import io
 import json
 import os
