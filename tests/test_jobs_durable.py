@@ -279,8 +279,8 @@ FULL_DISK = textwrap.dedent("""
     report["after"] = LoopState.from_bytes(ckpt.read_bytes()).iteration
     q.cancel(job)
     report["end"] = settle(q, job)
+    q.stop()                                                       # the worker has written the job's end
     report["result"] = (store.path(job) / "result.json").exists()
-    q.stop()
     print(json.dumps(report))
 """)
 
