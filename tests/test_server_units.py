@@ -219,3 +219,36 @@ def test_batches_beyond_the_limit_are_refused_before_decoding(monkeypatch):
             intake.work_from_request(request(**settings))
         assert refused.value.status_code == 422
         assert what in refused.value.detail and "up to 1024" in refused.value.detail and "fewer seeds" in refused.value.detail
+
+
+def tiny_work(seed: int, **settings) -> Work:
+    s = SketchSettings(clip="random:tiny-RN", saliency_clip="random:tiny-ViT", strokes=2, aug_bank=0,
+                       augmentations=1, saliency=False, seed=seed, early_stop=False, **settings)
+    return Work(image=png("white"), settings=s, width=48, height=32)
+
+
+def test_preset_auto_follows_the_engines_device():
+    """A job that leaves the preset to the engine gets fast on a CPU engine, standard on a GPU one
+    (these queues are never started: nothing runs)."""
+    for device, preset, iterations in (("cpu", "fast", 500), ("cuda", "standard", 2000)):
+        queue = JobQueue(device)
+        job = queue.submit(tiny_work(0))
+        assert (job.work.settings.preset, job.iterations, job.work.settings.device) == (preset, iterations, device)
+    pinned = JobQueue("cuda").submit(tiny_work(0, preset="fast"))
+    assert pinned.iterations == 500
+
+
+def test_eta_from_the_start_once_the_engine_knows_its_pace():
+    queue = JobQueue("cpu")
+    assert queue.snapshot(queue.submit(tiny_work(1, iterations=300))).get("eta_s") is None   # no pace known yet
+    queue.cancel_all()
+    queue.start()
+    try:
+        finish(queue, queue.submit(tiny_work(2, iterations=8)).id)                     # measures the pace
+        running = queue.submit(tiny_work(3, iterations=400))
+        waiting = queue.submit(tiny_work(4, iterations=400, seeds=2))                  # twice the images per step
+        first, second = queue.snapshot(running), queue.snapshot(waiting)
+        assert first["eta_s"] is not None and first["eta_s"] > 0
+        assert second["state"] == "queued" and second["eta_s"] > first["eta_s"]     # it waits for the first one too
+    finally:
+        queue.stop()

@@ -118,6 +118,7 @@ class Job:
     stroke_counts: list[int]
     clip: str
     iterations: int
+    images: int = 1                          # CLIP images per step: groups (levels × seeds) × (1 + augmentations)
     state: str = "queued"
     created: float = field(default_factory=time.time)
     started: Optional[float] = None
@@ -134,6 +135,7 @@ class Job:
     cancel: threading.Event = field(default_factory=threading.Event)
     listeners: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = field(default_factory=set)
     # pace of the optimization loop, for the ETA: (monotonic time, iteration) at its first step
+    # (that step warms up and is slower, so the pace is measured from its end)
     first_step: Optional[tuple[float, int]] = None
     last_preview: float = 0.0
 
@@ -173,6 +175,7 @@ class JobQueue:
         self.keep_jobs, self.keep_seconds, self.max_bytes, self.cache_size = keep_jobs, keep_seconds, max_bytes, cache_size
         self.preview_interval, self.checkpoint_seconds, self.clock = preview_interval, checkpoint_seconds, clock
         self._loaded: set[str] = set()
+        self._image_step_s: Optional[float] = None        # seconds per CLIP image per step, measured here
         self._jobs: dict[str, Job] = {}
         self._waiting: deque[Job] = deque()
         self._active: dict[str, Job] = {}                 # key → its queued or running job
@@ -215,8 +218,9 @@ class JobQueue:
         running, that job is returned, not a new one: it is computed once for both submitters,
         and a cancel of it cancels it for both (``cached`` stays false: nothing was ready yet).
         Raises ``QueueFull``, ``JobNotSaved``."""
-        if work.settings.device == "auto":
-            work = dataclasses.replace(work, settings=work.settings.model_copy(update={"device": self.device}))
+        if work.settings.device == "auto":        # validated again: preset "auto" follows this engine's device
+            given = work.settings.model_dump(mode="json", exclude_unset=True)
+            work = dataclasses.replace(work, settings=SketchSettings.model_validate({**given, "device": self.device}))
         job = self._new_job(uuid.uuid4().hex, work, work.key(), self.clock())
         with self._submitting:
             with self._lock:
@@ -307,7 +311,7 @@ class JobQueue:
                 "queue_position": self._waiting.index(job) if job.state == "queued" else None,
                 "iteration": job.iteration, "iterations": job.iterations,
                 "progress": 1.0 if job.state == "done" else min(1.0, job.iteration / max(1, job.iterations)),
-                "loss": job.loss, "eta_s": job.eta_s if job.state == "running" else None,
+                "loss": job.loss, "eta_s": self._eta_locked(job),
                 "elapsed_s": round(end - job.started, 3) if job.started else None,
                 "width": job.width, "height": job.height, "strokes": job.stroke_counts, "clip": job.clip,
                 "cached": job.cached, "cancel_requested": job.cancel.is_set(), "error": job.error,
@@ -405,6 +409,7 @@ class JobQueue:
                 t0, i0 = job.first_step
                 per_step = (now - t0) / (job.iteration - i0)
                 job.eta_s = round(per_step * (job.iterations - job.iteration), 2)
+                self._image_step_s = per_step / job.images         # the next jobs' first estimate
             if svg is not None:
                 job.preview_svg = svg
             self._changed_locked(job)
@@ -509,11 +514,34 @@ class JobQueue:
 
     def _new_job(self, job_id: str, work: Work, key: str, created: float) -> Job:
         s = work.settings
+        groups = 1 if work.init_strokes else len(s.stroke_counts) * int(s.seeds)  # type: ignore[arg-type]
         return Job(
             id=job_id, work=work, key=key, width=work.width, height=work.height,
             stroke_counts=[len(work.init_strokes)] if work.init_strokes else s.stroke_counts,
             clip=s.clip, iterations=int(s.iterations), created=created,  # type: ignore[arg-type]
+            images=groups * (s.augmentations + 1),
         )
+
+    def _eta_locked(self, job: Job) -> Optional[float]:
+        """Seconds until ``job`` ends at the pace measured on this engine: a running job's own pace
+        once it has taken two steps, else the pace per image of earlier jobs times its images per
+        step; a queued job adds what runs and waits ahead of it. None until any pace is known.
+        Early stopping may end a job sooner."""
+        if job.state == "running" and job.eta_s is not None:
+            return job.eta_s
+        if job.state not in ("queued", "running") or self._image_step_s is None:
+            return None
+
+        def left(j: Job) -> float:
+            if j.state == "running" and j.eta_s is not None:
+                return j.eta_s
+            return (j.iterations - j.iteration) * j.images * self._image_step_s  # type: ignore[operator]
+
+        ahead = []
+        if job.state == "queued":
+            ahead = [j for j in self._jobs.values() if j.state == "running"]
+            ahead += list(self._waiting)[: self._waiting.index(job)]
+        return round(sum(left(j) for j in ahead) + left(job), 2)
 
     # --- bookkeeping (caller holds the lock) ----------------------------------------------------------
     def _finish_locked(self, job: Job, state: str) -> None:

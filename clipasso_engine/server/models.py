@@ -56,7 +56,9 @@ class JobStatus(BaseModel):
     iterations: int
     progress: float = Field(0.0, description="0 to 1")
     loss: Optional[float] = None
-    eta_s: Optional[float] = Field(None, description="seconds left at the current pace (early stop may end sooner)")
+    eta_s: Optional[float] = Field(None, description="seconds until it ends at the pace this engine measured (a queued "
+                                                     "job counts the jobs ahead of it); early stop may end it sooner; "
+                                                     "null until the engine has measured a pace")
     elapsed_s: Optional[float] = None
     width: int = Field(description="photo width in pixels")
     height: int = Field(description="photo height in pixels")
