@@ -291,13 +291,13 @@ FULL_DISK = textwrap.dedent("""
 def test_full_disk_fails_the_checkpoint_not_the_job(tmp_path):
     tests = Path(__file__).parent
     proc = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path / "jobs"), str(tests)],
-                          capture_output=True, text=True, timeout=300, cwd=tests)
+                          capture_output=True, text=True, timeout=600, cwd=tests)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["same"] and report["kept_at"] >= 5 and report["now_at"] >= report["kept_at"] + 30
-    assert report["state"] == "running" and report["tmp_left"] == []
-    assert "could not save the job on disk" in report["new_job"] and report["folders"] == 1
-    assert report["after"] > report["now_at"] and report["end"] == "cancelled" and report["result"]
+    assert report["same"] and report["kept_at"] >= 5 and report["now_at"] >= report["kept_at"] + 30, report
+    assert report["state"] == "running" and report["tmp_left"] == [], report
+    assert "could not save the job on disk" in report["new_job"] and report["folders"] == 1, report
+    assert report["after"] > report["now_at"] and report["end"] == "cancelled" and report["result"], report
     assert "was not saved (" in proc.stderr and "File too large" in proc.stderr
 
 
