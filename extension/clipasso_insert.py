@@ -100,7 +100,7 @@ class Insert(inkex.EffectExtension):
         state = status.get("state")
         if state in ("queued", "running"):
             label = pending_label(element, progress_text(status))
-            outcome.running.append("{} {}".format(what(element), progress_text(status)))
+            outcome.running.append("{} ({})".format(what(element), progress_text(status)))
             if label != element.get("inkscape:label"):
                 set_label(element, label)
                 outcome.changed = True

@@ -37,9 +37,16 @@ def what(element: inkex.BaseElement) -> str:
     return "sketch of {}".format(strokes_text(clipasso_ns.settings_of(element)))
 
 
+def doing(element: inkex.BaseElement) -> str:
+    """What the engine is doing for the placeholder: ``sketching 16 strokes``."""
+    if clipasso_ns.get(element, clipasso_ns.PLACEHOLDER) == "refine":
+        return "refining " + what(element).split(" of ", 1)[1]
+    return "sketching " + strokes_text(clipasso_ns.settings_of(element))
+
+
 def pending_label(element: inkex.BaseElement, progress: str = "") -> str:
-    """``CLIPasso: sketch of 16 strokes… 35 %, about 2 minutes left (Extensions ▸ …)``."""
-    return "CLIPasso: {}… {}({})".format(what(element), progress + " " if progress else "", INSERT_MENU)
+    """``CLIPasso: sketching 16 strokes… 35 %, about 2 minutes left (Extensions ▸ …)``."""
+    return "CLIPasso: {}… {}({})".format(doing(element), progress + " " if progress else "", INSERT_MENU)
 
 
 def progress_text(status: Dict[str, Any]) -> str:
@@ -102,7 +109,7 @@ def new_placeholder(
     layer.desc = "Placeholder of a CLIPasso {} still being made (job {}). {} replaces it by the result; delete it to " \
                  "drop the result.".format(what(layer), job, INSERT_MENU)
     set_label(layer, pending_label(layer))
-    layer.append(hint(frame, "CLIPasso: {}…".format(what(layer)), "Get it with {}".format(INSERT_MENU)))
+    layer.append(hint(frame, "CLIPasso: {}…".format(doing(layer)), "Then: {}".format(INSERT_MENU)))
     return layer
 
 
@@ -119,10 +126,12 @@ def hint(frame: Sequence[float], note: str, second: str) -> inkex.Group:
     group.append(rect)
     size = max(min(x1 - x0, y1 - y0) / 16, 1.0)
     for row, line in enumerate((note, second)):
+        # a sans-serif letter is about 0.55 em wide: the line fits the frame's width
+        fitted = min(size * (1 if row == 0 else 0.75), 0.9 * (x1 - x0) / (0.55 * max(len(line), 1)))
         text = inkex.TextElement()
         text.set("x", fmt(x0 + size * 0.6))
         text.set("y", fmt(y0 + size * (1.5 + 1.3 * row)))
-        text.set("style", "font-family:sans-serif;font-size:{};fill:{}".format(fmt(size * (1 if row == 0 else 0.75)), HINT_COLOR))
+        text.set("style", "font-family:sans-serif;font-size:{};fill:{}".format(fmt(fitted), HINT_COLOR))
         if row == 0:
             text.set("class", HINT_CLASS)
         text.text = line

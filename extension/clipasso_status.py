@@ -90,7 +90,13 @@ class Status(EngineExtension):
     def act(self, client: Any, url: str, config: Config, action: str) -> str:
         if action == "cancel_all":
             active = [job for job in client.jobs() if job.get("state") in ACTIVE]
-            client.cancel_all()
+            try:
+                client.cancel_all()
+            except EngineError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                for job in active:  # an engine from before DELETE /v1/jobs: one by one
+                    client.cancel(job["id"])
             return ("Cancelled {} sketch{}. Insert finished sketches puts in what they had drawn so far.".format(
                 len(active), "" if len(active) == 1 else "es") if active else "No sketches were running or waiting.")
         if action == "stop":
