@@ -110,7 +110,7 @@ class Insert(inkex.EffectExtension):
             return
         result = self.fetch(client, job, status)
         if result is None:  # cancelled before it drew anything worth keeping
-            self.give_up(element, "cancelled", "it was cancelled before it had strokes to keep", outcome)
+            self.give_up(element, "cancelled", "no strokes were kept", outcome)
             return
         if state == "cancelled":
             result.setdefault("engine", {})["stopped"] = "cancelled"
