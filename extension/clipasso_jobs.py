@@ -90,11 +90,13 @@ def new_placeholder(
     size: Sequence[int],
     placement: inkex.Transform,
     frame: Sequence[float],
+    extra: Optional[Dict[str, Any]] = None,
 ) -> inkex.Layer:
     """A locked placeholder layer for ``job`` with what Insert needs; the caller puts it in place.
 
     ``size``: the photo's pixels as sent; ``placement``: photo pixels → root user space;
-    ``frame``: x0, y0, x1, y1 in photo pixels, the part the dashed frame outlines."""
+    ``frame``: x0, y0, x1, y1 in photo pixels, the part the dashed frame outlines; ``extra``:
+    more ``clipasso:*`` attributes (Refine's)."""
     layer = inkex.Layer.new("")
     layer.set("id", svg.get_unique_id("clipasso-pending-"))
     layer.set("sodipodi:insensitive", "true")  # not selectable: it is a marker, not artwork
@@ -106,6 +108,8 @@ def new_placeholder(
     clipasso_ns.put(layer, clipasso_ns.IMAGE, image.get_id())
     clipasso_ns.put(layer, clipasso_ns.SIZE, "{} {}".format(int(size[0]), int(size[1])))
     clipasso_ns.put(layer, clipasso_ns.PLACEMENT, str(placement))
+    for name, value in (extra or {}).items():
+        clipasso_ns.put(layer, name, value)
     layer.desc = "Placeholder of a CLIPasso {} still being made (job {}). {} replaces it by the result; delete it to " \
                  "drop the result.".format(what(layer), job, INSERT_MENU)
     set_label(layer, pending_label(layer))

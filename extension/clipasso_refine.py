@@ -148,10 +148,12 @@ class Refine(EngineExtension):
         job = submit_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
         replaced = [path for path in moving if path in owners]
         placement = pixels_to_document(image, width, height)
+        mapping = {
+            clipasso_ns.REPLACES: " ".join(path.get_id() for path in replaced),
+            clipasso_ns.COUNTS: " ".join(str(owners.count(path)) for path in replaced),
+        }
         layer = new_placeholder(self.svg, "refine", job, url, settings, image, (width, height), placement,
-                                frame_around(strokes[: len(owners) - len(locked)], width, height))
-        clipasso_ns.put(layer, clipasso_ns.REPLACES, " ".join(path.get_id() for path in replaced))
-        clipasso_ns.put(layer, clipasso_ns.COUNTS, " ".join(str(owners.count(path)) for path in replaced))
+                                frame_around(strokes[: len(owners) - len(locked)], width, height), mapping)
         layer_of(moving[-1]).append(layer)  # on top of the edited strokes' layer
         place_hint(layer, placement)
 
