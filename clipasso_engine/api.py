@@ -11,7 +11,7 @@ from . import __version__
 from .clip_models import get_clip
 from .image import Canvas, ImageError, ImageInput, load_image, make_canvas
 from .loss import ClipassoLoss
-from .optimize import Group, optimize
+from .optimize import CheckpointFn, Group, LoopState, optimize
 from .result import SketchResult, finite_or_none
 from .saliency import initial_strokes, start_probabilities
 from .settings import SketchSettings
@@ -53,6 +53,9 @@ def sketch(
     locked: Sequence[int] = (),
     mask: Optional[ImageInput] = None,
     download: bool = False,
+    on_checkpoint: Optional[CheckpointFn] = None,
+    checkpoint_seconds: float = 5.0,
+    resume: Optional[LoopState] = None,
 ) -> SketchResult:
     """Sketch a photo.
 
@@ -68,6 +71,10 @@ def sketch(
         mask: foreground mask image (white = keep) for ``settings.mask``; the background of the
             photo is replaced by white before sketching.
         download: fetch missing OpenAI CLIP weights (once, into the cache); else they must be present.
+        on_checkpoint: called with the loop's ``LoopState`` every ``checkpoint_seconds`` (0: every
+            step) and when ``should_stop`` stops the run; ``state.to_bytes()`` saves it.
+        resume: a ``LoopState`` from a run of the same arguments (``LoopState.from_bytes``): the
+            run goes on from its step and ends with the strokes the uninterrupted run would have.
 
     Returns a SketchResult in photo pixels. Raises ``ImageError`` for unusable images,
     ``WeightsMissingError`` when CLIP weights are absent, ``ValueError`` for bad arguments.
@@ -124,6 +131,9 @@ def sketch(
         main_level=main_level,
         on_progress=progress if on_progress is not None else None,
         should_stop=should_stop,
+        on_checkpoint=on_checkpoint,
+        checkpoint_seconds=checkpoint_seconds,
+        resume=resume,
     )
 
     result_levels: dict[int, list[Stroke]] = {}

@@ -79,6 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--port", type=int, default=8765, help="port (default 8765)")
     v.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where jobs run (default auto)")
     v.add_argument("--max-queue", dest="max_queue", type=int, default=32, help="jobs that may wait (default 32)")
+    v.add_argument("--checkpoint-seconds", dest="checkpoint_seconds", type=float, default=None, metavar="S",
+                   help="seconds between checkpoints of a running job (default $CLIPASSO_CHECKPOINT_SECONDS or 5)")
+    v.add_argument("--jobs-max-mb", dest="jobs_max_mb", type=float, default=1024, metavar="MB",
+                   help="disk space for kept jobs in the config folder; the oldest finished go first (default 1024)")
     v.add_argument("--allow-host", dest="allow_hosts", action="append", default=[], metavar="NAME[:PORT]",
                    help="also answer to this Host name (the machine's name with a non-loopback --host, "
                         "or localhost:PORT for an SSH tunnel's local port)")
@@ -239,7 +243,8 @@ def _validation_message(exc: Any) -> str:
 def cmd_serve(args: argparse.Namespace) -> int:
     from .server.run import serve
 
-    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts)
+    return serve(args.host, args.port, args.device, max_queued=args.max_queue, allow_hosts=args.allow_hosts,
+                 checkpoint_seconds=args.checkpoint_seconds, jobs_max_mb=args.jobs_max_mb)
 
 
 def cmd_models(args: argparse.Namespace) -> int:

@@ -3,13 +3,20 @@
 Every (abstraction level, seed) pair is a *group*: its own strokes, its own Adam state (Adam is
 element-wise, so batching groups changes nothing about each one's path). All groups go through
 the rasterizer and CLIP together, one batch per step. Coordinates are canvas pixels.
+
+Checkpoints: every ``checkpoint_seconds`` (and when stopped) the loop hands ``on_checkpoint`` a
+``LoopState``, everything that changes from step to step; ``optimize(..., resume=state)`` goes on
+from it and ends exactly as the run that was never interrupted (same device and threads).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import io
 import math
+import time
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -22,6 +29,46 @@ from .raster import render
 # was measured on (before the step); the caller turns its strokes into a preview.
 ProgressFn = Callable[[int, float, torch.Tensor, torch.Tensor], None]
 StopFn = Callable[[], bool]
+
+
+@dataclass
+class LoopState:
+    """The loop at the start of step ``iteration``: all it needs to go on from there.
+
+    Tensors are on the CPU, every group padded to the batch's stroke count as in the loop:
+    ``points``/``best_points`` ``(G, N, 4, 2)`` canvas px; ``best_loss``, ``ref_loss`` ``(G,)``
+    eval losses; ``stale`` ``(G,)`` evaluations without improvement (early stop); ``adam`` the
+    optimizer's ``state_dict()`` (moments and step count); ``rng`` the augmentation generator's
+    state. A few kB per group: the setup (photo targets, augmentation bank) is redone on resume,
+    as it is drawn from the seed alone.
+    """
+
+    iteration: int
+    points: torch.Tensor
+    adam: dict[str, Any]
+    best_points: torch.Tensor
+    best_loss: torch.Tensor
+    ref_loss: torch.Tensor
+    stale: torch.Tensor
+    history: list[dict]
+    rng: torch.Tensor
+
+    def to_bytes(self) -> bytes:
+        buf = io.BytesIO()
+        torch.save(dataclasses.asdict(self), buf)
+        return buf.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "LoopState":
+        """Raises ``ValueError`` for anything but a whole checkpoint (torn, truncated, foreign)."""
+        try:
+            fields = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            return cls(**fields)
+        except Exception as exc:
+            raise ValueError(f"not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+CheckpointFn = Callable[[LoopState], None]
 
 
 @dataclass
@@ -69,8 +116,15 @@ def optimize(
     main_level: int,
     on_progress: Optional[ProgressFn] = None,
     should_stop: Optional[StopFn] = None,
+    on_checkpoint: Optional[CheckpointFn] = None,
+    checkpoint_seconds: float = 5.0,
+    resume: Optional[LoopState] = None,
 ) -> RunOutcome:
-    """Optimize all groups against ``photo (1, 3, C, C)`` in [0, 1]; return each group's best state."""
+    """Optimize all groups against ``photo (1, 3, C, C)`` in [0, 1]; return each group's best state.
+
+    ``on_checkpoint`` gets a ``LoopState`` at the start of a step once ``checkpoint_seconds`` have
+    passed since the last one (0: every step), and when ``should_stop`` stops the run. ``resume``:
+    go on from such a state (raises ``ValueError`` when it belongs to another batch)."""
     device = photo.device
     size = photo.shape[-1]
     G = len(groups)
@@ -101,11 +155,32 @@ def optimize(
     stale = torch.zeros(G, dtype=torch.long)           # evaluations without a relative improvement
     ref_loss = torch.full((G,), math.inf)
     history: list[dict] = []
-    stopped, it = "finished", 0
+    start = 0
+    if resume is not None:
+        if resume.points.shape != points.shape:
+            raise ValueError(f"the checkpoint holds strokes {tuple(resume.points.shape)}, this run "
+                             f"{tuple(points.shape)}: it belongs to another job")
+        with torch.no_grad():
+            points.copy_(resume.points)
+        opt.load_state_dict(resume.adam)
+        best_points = resume.best_points.to(device)
+        best_loss, ref_loss, stale = resume.best_loss.clone(), resume.ref_loss.clone(), resume.stale.clone()
+        history, start = list(resume.history), resume.iteration
+        gen.set_state(resume.rng)
+    stopped, it = "finished", start
+    next_checkpoint = time.monotonic() + checkpoint_seconds
 
     # --- the loop -----------------------------------------------------------------------------
-    for it in range(iterations):
-        if should_stop is not None and should_stop():
+    for it in range(start, iterations):
+        stop = should_stop is not None and should_stop()
+        if on_checkpoint is not None and (stop or time.monotonic() >= next_checkpoint):
+            on_checkpoint(LoopState(
+                iteration=it, points=points.detach().cpu().clone(), adam=_cpu_state(opt),
+                best_points=best_points.cpu().clone(), best_loss=best_loss.clone(), ref_loss=ref_loss.clone(),
+                stale=stale.clone(), history=[dict(h) for h in history], rng=gen.get_state(),
+            ))
+            next_checkpoint = time.monotonic() + checkpoint_seconds
+        if stop:
             stopped = "cancelled"
             break
         if aug_bank > 0:
@@ -166,3 +241,10 @@ def optimize(
     ]
     return RunOutcome(groups=outcomes, iterations=steps, stopped=stopped, history=history)
 
+
+def _cpu_state(opt: torch.optim.Optimizer) -> dict[str, Any]:
+    """``opt.state_dict()`` with its tensors copied to the CPU (the live ones change every step)."""
+    state = opt.state_dict()
+    state["state"] = {k: {name: v.detach().cpu().clone() if torch.is_tensor(v) else v for name, v in s.items()}
+                      for k, s in state["state"].items()}
+    return state

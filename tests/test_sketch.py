@@ -145,3 +145,45 @@ def test_presets_fill_only_what_is_not_set():
     s = SketchSettings(preset="fast", iterations=7)
     assert (s.iterations, s.seeds, s.early_stop) == (7, 1, True)
     assert SketchSettings(preset="paper").seed_list == [0, 1000, 2000]
+
+
+@pytest.mark.parametrize("kw, at", [
+    (dict(levels=[2, 4], seeds=2, aug_bank=8, augmentations=2), (1, 7, 18)),             # bank draws, 4 groups
+    (dict(aug_bank=0, augmentations=2, early_stop=True, patience=2, eval_every=2,        # fresh draws, early stop
+          min_improvement=0.5), (2, 4)),
+])
+def test_resumed_run_ends_exactly_as_the_uninterrupted_one(cat, kw, at):
+    """A checkpoint holds all the loop's state (points, Adam moments and step, best so far, early-stop
+    counters, history, augmentation RNG): resuming from any of them (through bytes, as on disk)
+    gives the very same strokes, losses, history and stop as the run that was never interrupted."""
+    s = settings(iterations=24, strokes=4, **kw)
+    states = []
+    whole = sketch(cat, s, on_checkpoint=lambda st: states.append(st.to_bytes()), checkpoint_seconds=0)
+    from clipasso_engine.optimize import LoopState
+
+    iterations = [LoopState.from_bytes(b).iteration for b in states]
+    assert iterations == list(range(whole.engine["iterations"]))                   # one per step
+    for k in at:
+        resumed = sketch(cat, s, resume=LoopState.from_bytes(states[k]))
+        assert resumed.to_json()["levels"] == whole.to_json()["levels"], k
+        assert resumed.level_meta == whole.level_meta and resumed.history == whole.history
+        assert resumed.engine["iterations"] == whole.engine["iterations"]
+        assert resumed.engine["stopped"] == whole.engine["stopped"]
+    if kw.get("early_stop"):
+        assert whole.engine["stopped"] == "early_stop" and whole.engine["iterations"] < 24
+
+
+def test_stopping_hands_over_a_last_checkpoint_and_bad_ones_are_refused(cat):
+    from clipasso_engine.optimize import LoopState
+
+    states: list[LoopState] = []
+    steps: list[int] = []
+    res = sketch(cat, settings(iterations=50, strokes=4), on_checkpoint=states.append, checkpoint_seconds=3600,
+                 on_progress=lambda it, *_: steps.append(it), should_stop=lambda: len(steps) >= 5)
+    assert res.engine["stopped"] == "cancelled" and [st.iteration for st in states] == [5]
+    data = states[0].to_bytes()
+    for broken in (data[: len(data) // 2], b"", b"not a checkpoint"):
+        with pytest.raises(ValueError, match="not a readable checkpoint"):
+            LoopState.from_bytes(broken)
+    with pytest.raises(ValueError, match="another job"):
+        sketch(cat, settings(iterations=50, strokes=5), resume=states[0])

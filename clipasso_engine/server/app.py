@@ -15,9 +15,9 @@ import time
 from contextlib import asynccontextmanager
 from importlib import resources
 from pathlib import Path
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable, Optional
 
-from fastapi import APIRouter, FastAPI, HTTPException, Request
+from fastapi import APIRouter, BackgroundTasks, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from fastapi.staticfiles import StaticFiles
@@ -28,7 +28,7 @@ from ..clip_models import available_models
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
 from .intake import work_from_request
-from .jobs import TERMINAL, Job, JobNotFound, JobQueue, QueueFull
+from .jobs import TERMINAL, Job, JobNotFound, JobNotSaved, JobQueue, QueueFull
 from .models import Health, JobCreated, JobList, JobRequest, JobStatus, Models, ResultBody
 
 MAX_BODY_BYTES = 30 * 2**20          # a ~22 MB image as base64, plus settings
@@ -46,13 +46,15 @@ PAGE_HEADERS = {
 }
 ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"description": "no token, or a wrong one"},
-    404: {"description": "no such job"},
+    404: {"description": "no such job (never existed, or cleaned up 7 days after it finished)"},
 }
 
 
-def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES) -> FastAPI:
+def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: int = MAX_BODY_BYTES,
+               shutdown: Optional[Callable[[], None]] = None) -> FastAPI:
     """The engine's ASGI app. ``queue`` starts and stops with the app; ``token`` guards /v1;
-    ``hosts``: accepted Host header values (``auth.allowed_hosts``)."""
+    ``hosts``: accepted Host header values (``auth.allowed_hosts``); ``shutdown``: asks the server
+    to stop (``POST /v1/shutdown``; None: that call answers 501)."""
     started = time.time()
 
     @asynccontextmanager
@@ -70,29 +72,40 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
 
     @api.post("/jobs", status_code=202, response_model=JobCreated,
               responses={413: {"description": "upload too large"}, 422: {"description": "bad image or settings"},
-                         429: {"description": "queue full"}})
+                         429: {"description": "queue full"}, 507: {"description": "no room on disk for the job"}})
     def submit(body: JobRequest) -> JobCreated:
-        """Queue a sketch (answered at once, from the cache, when the same job ran before)."""
+        """Queue a sketch (answered at once, from the cache, when the same job ran before). The
+        job is kept on disk: it survives an engine restart. An identical job still queued or
+        running is computed once: its id is returned again (``cached`` false)."""
         job = queue.submit(work_from_request(body))
         return JobCreated(id=job.id, state=job.state, cached=job.cached)  # type: ignore[arg-type]
 
     @api.get("/jobs", response_model=JobList)
     def list_jobs() -> JobList:
-        """Every job still remembered, newest first (for the preview page)."""
+        """Every job still remembered (finished ones for 7 days), newest first (for the preview page)."""
         return JobList(jobs=[JobStatus(**queue.snapshot(j, preview=False)) for j in queue.jobs()])
+
+    @api.delete("/jobs", response_model=JobList)
+    def cancel_all() -> JobList:
+        """Cancel every queued and running job (as ``DELETE /v1/jobs/{id}``); lists the jobs it cancelled."""
+        return JobList(jobs=[JobStatus(**queue.snapshot(j, preview=False)) for j in queue.cancel_all()])
 
     @api.get("/jobs/{job_id}", response_model=JobStatus)
     def job_status(job_id: str, preview: bool = True) -> JobStatus:
         """State, progress, loss, ETA and (unless ``preview=false``) the SVG of the current strokes."""
         return JobStatus(**queue.snapshot(queue.get(job_id), preview=preview))
 
-    @api.get("/jobs/{job_id}/result", responses={200: {"model": ResultBody}, 409: {"description": "not done"}})
+    @api.get("/jobs/{job_id}/result", responses={200: {"model": ResultBody}, 409: {"description": "no result"}})
     def job_result(job_id: str) -> JSONResponse:
-        """The strokes JSON of a finished job (``SketchResult.to_json()``)."""
+        """The strokes JSON (``SketchResult.to_json()``) of a done job, or of a cancelled one: its
+        best strokes so far, with ``engine.stopped == "cancelled"`` (``has_result`` says which have one)."""
         job = queue.get(job_id)
-        if job.state != "done" or job.result is None:
+        if job.result is None:
             why = f": {job.error}" if job.error else ""
-            raise HTTPException(409, f"job {job_id} is {job.state}{why}; a result exists only once it is done")
+            if job.state == "cancelled":
+                why = " before its first step, so it has no strokes"
+            raise HTTPException(409, f"job {job_id} is {job.state}{why}; a result exists once it is done "
+                                     "(or cancelled after it started)")
         return JSONResponse(job.result)
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
@@ -106,8 +119,18 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
 
     @api.delete("/jobs/{job_id}", response_model=JobStatus)
     def cancel(job_id: str) -> JobStatus:
-        """Cancel: a queued job at once, a running one before its next step. Finished jobs stay as they are."""
+        """Cancel: a queued job at once, a running one before its next step (its best strokes so far
+        stay fetchable from /result). Finished jobs stay as they are."""
         return JobStatus(**queue.snapshot(queue.cancel(job_id), preview=False))
+
+    @api.post("/shutdown", status_code=202, responses={501: {"description": "not stoppable over HTTP"}})
+    def shutdown_engine(background: BackgroundTasks) -> dict[str, str]:
+        """Stop the engine once this answer is sent: the running job is checkpointed and queued jobs
+        stay queued on disk; the next engine started goes on with them."""
+        if shutdown is None:
+            raise HTTPException(501, "this engine cannot be stopped over HTTP; stop its process")
+        background.add_task(shutdown)
+        return {"detail": "the engine is stopping; its jobs go on when it is started again"}
 
     @api.get("/health", response_model=Health)
     def health() -> Health:
@@ -133,6 +156,10 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
     @app.exception_handler(JobNotFound)
     async def not_found(_: Request, exc: JobNotFound) -> JSONResponse:
         return JSONResponse({"detail": exc.args[0]}, 404)
+
+    @app.exception_handler(JobNotSaved)
+    async def not_saved(_: Request, exc: JobNotSaved) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, 507)
 
     @app.exception_handler(QueueFull)
     async def queue_full(_: Request, exc: QueueFull) -> JSONResponse:

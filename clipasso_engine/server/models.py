@@ -35,6 +35,9 @@ class JobRequest(BaseModel):
 
 
 class JobCreated(BaseModel):
+    """The job's id. An identical job already queued or running is not started twice: its id comes
+    back (``cached`` false), and the submitters share it (a cancel ends it for all)."""
+
     id: str
     state: JobState
     cached: bool = Field(description="true when an identical earlier job answered at once")
@@ -62,6 +65,8 @@ class JobStatus(BaseModel):
     cached: bool = False
     cancel_requested: bool = False
     error: Optional[str] = Field(None, description="why the job failed, and what to do")
+    has_result: bool = Field(False, description="true when /result answers: done, or cancelled with the best strokes so far")
+    resumed_from: Optional[int] = Field(None, description="the step this job went on from after an engine restart")
     preview_svg: Optional[str] = Field(None, description="SVG of the current strokes (photo pixels); the sketch once done")
 
 

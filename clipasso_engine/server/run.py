@@ -1,4 +1,5 @@
-"""``clipasso serve``: bind the socket, make sure the token exists, run uvicorn until stopped."""
+"""``clipasso serve``: bind the socket, make sure the token exists, read back the jobs of the
+last run (``<config dir>/jobs``), run uvicorn until stopped."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import logging
 import os
 import socket
 import sys
-from typing import Sequence
+from typing import Optional, Sequence
 
 import uvicorn
 
@@ -15,17 +16,28 @@ from ..api import resolve_device
 from .app import create_app
 from .auth import allowed_hosts, config_dir, is_loopback, load_or_create_token
 from .jobs import JobQueue
+from .store import JobStore
+
+CHECKPOINT_ENV = "CLIPASSO_CHECKPOINT_SECONDS"
 
 
 def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
-          max_queued: int = 32, allow_hosts: Sequence[str] = ()) -> int:
-    """Run the engine in the foreground until interrupted; returns the exit status. Raises
-    ``OSError`` when the address cannot be bound, ``ValueError`` for an absent device."""
+          max_queued: int = 32, allow_hosts: Sequence[str] = (), checkpoint_seconds: Optional[float] = None,
+          jobs_max_mb: float = 1024) -> int:
+    """Run the engine in the foreground until interrupted (or ``POST /v1/shutdown``); returns the
+    exit status. Jobs are kept in ``<config dir>/jobs`` (at most ``jobs_max_mb``; finished ones
+    7 days), checkpointed every ``checkpoint_seconds`` (default: ``$CLIPASSO_CHECKPOINT_SECONDS``,
+    else 5). Raises ``OSError`` when the address cannot be bound, ``ValueError`` for an absent
+    device or a bad checkpoint period."""
     dev = resolve_device(device).type
     if not is_loopback(host):
         print(f"clipasso: warning: listening on {host}: other machines can reach this engine. They still need "
               "the token, which travels unencrypted over plain HTTP: use a trusted network or an SSH tunnel.",
               file=sys.stderr)
+    if checkpoint_seconds is None:
+        checkpoint_seconds = checkpoint_seconds_from_env()
+    if not checkpoint_seconds >= 0:
+        raise ValueError(f"the checkpoint period must be 0 seconds or more, got {checkpoint_seconds}")
     folder = config_dir()
     token = load_or_create_token(folder)
     sock = _bind(host, port)
@@ -37,11 +49,28 @@ def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
     print(f"live preview: {page}", file=sys.stderr)
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    app = create_app(JobQueue(dev, max_queued=max_queued), token, allowed_hosts(host, port, allow_hosts))
+    queue = JobQueue(dev, store=JobStore(folder / "jobs"), max_queued=max_queued, max_bytes=int(jobs_max_mb * 2**20),
+                     checkpoint_seconds=checkpoint_seconds)
+    servers: list[uvicorn.Server] = []
+
+    def shutdown() -> None:                   # POST /v1/shutdown: as Ctrl-C (the lifespan pauses the jobs)
+        servers[0].should_exit = True
+
+    app = create_app(queue, token, allowed_hosts(host, port, allow_hosts), shutdown=shutdown)
     # no access log: the preview page polls twice a second; jobs log their own start and end
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=3)
-    uvicorn.Server(config).run(sockets=[sock])
+    servers.append(uvicorn.Server(config))
+    servers[0].run(sockets=[sock])
     return 0
+
+
+def checkpoint_seconds_from_env() -> float:
+    """``$CLIPASSO_CHECKPOINT_SECONDS`` (how the extension, which starts the engine, sets it), else 5."""
+    text = os.environ.get(CHECKPOINT_ENV, "").strip()
+    try:
+        return float(text) if text else 5.0
+    except ValueError:
+        raise ValueError(f"{CHECKPOINT_ENV}={text!r} is not a number of seconds") from None
 
 
 def _bind(host: str, port: int) -> socket.socket:
