@@ -59,6 +59,7 @@ def stroke_slices(element: inkex.BaseElement) -> List[int]:
         return []
 
 
+LABEL_REASON = 100  # characters of the reason in a label; the message has all of it
 STATE_WORDS = {"failed": "failed", "cancelled": "was cancelled", "lost": "is lost"}
 
 
@@ -136,7 +137,8 @@ class Insert(inkex.EffectExtension):
         until the designer deletes it)."""
         clipasso_ns.put(element, clipasso_ns.STATE, state)
         words = "{} {}".format(what(element), STATE_WORDS[state])
-        set_label(element, "CLIPasso: {}: {} (delete this layer)".format(words, why), "CLIPasso: {}".format(words))
+        short = why if len(why) <= LABEL_REASON else why[: LABEL_REASON - 1].rstrip() + "…"
+        set_label(element, "CLIPasso: {}: {} (delete this layer)".format(words, short), "CLIPasso: {}".format(words))
         outcome.problems.append("The {}: {}.".format(words, why))
         outcome.changed = True
 

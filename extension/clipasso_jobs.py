@@ -129,13 +129,17 @@ def hint(frame: Sequence[float], note: str, second: str) -> inkex.Group:
         HINT_COLOR, fmt(side / 150), fmt(side / 40), fmt(side / 60)))
     group.append(rect)
     size = max(min(x1 - x0, y1 - y0) / 16, 1.0)
+    band = inkex.Rectangle.new(x0, y0, x1 - x0, min(size * 3.4, y1 - y0))  # keeps the note readable on any photo
+    band.set("style", "fill:#ffffff;fill-opacity:0.8;stroke:none")
+    group.append(band)
     for row, line in enumerate((note, second)):
         # a sans-serif letter is about 0.55 em wide: the line fits the frame's width
         fitted = min(size * (1 if row == 0 else 0.75), 0.9 * (x1 - x0) / (0.55 * max(len(line), 1)))
         text = inkex.TextElement()
         text.set("x", fmt(x0 + size * 0.6))
         text.set("y", fmt(y0 + size * (1.5 + 1.3 * row)))
-        text.set("style", "font-family:sans-serif;font-size:{};fill:{}".format(fmt(fitted), HINT_COLOR))
+        text.set("style", "font-family:sans-serif;font-size:{};font-weight:{};fill:{}".format(
+            fmt(fitted), "bold" if row == 0 else "normal", HINT_COLOR))
         if row == 0:
             text.set("class", HINT_CLASS)
         text.text = line
