@@ -16,7 +16,6 @@ nothing. As Inkscape keeps an extension's changes only when it exits normally, t
 written (once, at the end) as a normal exit's message, not as an abort.
 """
 
-import json
 import sys
 import warnings
 from typing import Any, Dict, List, Optional
@@ -27,8 +26,8 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError, EngineUnavailable  # noqa: E402
-from clipasso_common import Config, connect  # noqa: E402
-from clipasso_jobs import INSERT_MENU, pending_label, photo_size, placeholders, progress_text, set_label, what  # noqa: E402
+from clipasso_common import Config, connect, is_local  # noqa: E402
+from clipasso_jobs import pending_label, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
 from clipasso_placement import composed_transform, pixels_to_local  # noqa: E402
 from clipasso_strokes import add_level_layers, replace_path_strokes  # noqa: E402
 
@@ -77,7 +76,15 @@ class Insert(inkex.EffectExtension):
         clients = {}  # type: Dict[str, Any]
         outcome = Outcome()
         for element in found:
-            url = clipasso_ns.get(element, clipasso_ns.ENGINE) or config.engine_url
+            url = (clipasso_ns.get(element, clipasso_ns.ENGINE) or config.engine_url).rstrip("/")
+            if not valid_job_id(clipasso_ns.get(element, clipasso_ns.JOB)):
+                self.give_up(element, "failed", "its job id is damaged", outcome)
+                continue
+            if not (is_local(url) or url == config.engine_url):
+                # the document names the engine: our token goes only to this computer's or the configured one
+                outcome.problems.append("The {} was sent to the engine at {}, which is not this computer's; set it as the "
+                                        "engine URL in {} to fetch it.".format(what(element), url, config.path))
+                continue
             if url not in clients:
                 clients[url] = connect(config, url)
             self.finish(element, clients[url], outcome)

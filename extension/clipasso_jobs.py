@@ -8,6 +8,7 @@ the job, the engine, the settings and seed sent, the photo's id and, should the 
 deleted meanwhile, where its pixels were (``clipasso:placement``: photo pixels → root user space).
 """
 
+import re
 from typing import Any, Dict, List, Optional, Sequence
 
 import inkex
@@ -19,6 +20,11 @@ from clipasso_strokes import fmt, layer_anchor
 INSERT_MENU = "Extensions ▸ CLIPasso ▸ Insert finished sketches"
 HINT_COLOR = "#d45500"
 HINT_CLASS = "clipasso-hint"  # the frame and note inside a placeholder
+JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")  # what an engine's job id looks like (it goes into a URL path)
+
+
+def valid_job_id(job: Optional[str]) -> bool:
+    return bool(job and JOB_ID.match(job))
 
 
 def strokes_text(settings: Dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError  # noqa: E402
 from clipasso_common import Config, EngineExtension, answering_client, connect  # noqa: E402
-from clipasso_jobs import INSERT_MENU, placeholders, progress_text, what  # noqa: E402
+from clipasso_jobs import INSERT_MENU, placeholders, progress_text, valid_job_id, what  # noqa: E402
 
 ACTIONS = ("report", "cancel_all", "stop")
 ACTIVE = ("queued", "running")
@@ -45,6 +45,8 @@ def document_sketches(svg: inkex.SvgDocumentElement, client: Any, url: str) -> L
         if (clipasso_ns.get(element, clipasso_ns.ENGINE) or url) != url:
             continue
         state = clipasso_ns.get(element, clipasso_ns.STATE)
+        if state is None and not valid_job_id(clipasso_ns.get(element, clipasso_ns.JOB)):
+            state = "damaged placeholder (no job id)"
         if state is None:
             try:
                 status = client.status(clipasso_ns.get(element, clipasso_ns.JOB) or "", preview=False)

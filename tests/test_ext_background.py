@@ -482,6 +482,21 @@ def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(set
     assert not (tmp_path / "again.svg").exists()
 
 
+def test_placeholders_naming_another_engine_or_a_damaged_job_are_not_followed(setup, tmp_path):
+    """A document from elsewhere decides neither where this computer's token goes nor which URL
+    path is asked for."""
+    placed, job = fast_background_sketch(setup, tmp_path)
+    wait_for(setup, job)
+    remote = edit(placed, lambda root: placeholders(root)[0].set(NS + "engine", "http://engine.invalid:8765"))
+    run = fast(setup, "clipasso_insert.py", [], remote, tmp_path / "out.svg")
+    assert run.returncode == ABORT_STATUS and "engine at http://engine.invalid:8765, which is not this computer's" in run.stderr
+    assert not (tmp_path / "out.svg").exists()
+    damaged = edit(placed, lambda root: placeholders(root)[0].set(NS + "job", "../shutdown"))
+    run = fast(setup, "clipasso_insert.py", [], damaged, tmp_path / "out.svg")
+    assert run.returncode == 0 and "failed: its job id is damaged" in run.stderr, run.stderr
+    assert placeholders(parse(tmp_path / "out.svg"))[0].get(NS + "state") == "failed"
+
+
 def test_cancelled_job_inserts_its_best_strokes_so_far_marked_cancelled(setup, tmp_path):
     """Durable engine: a cancelled job keeps its best strokes so far."""
     placed, job = fast_background_sketch(setup, tmp_path, strokes=3, iterations=5000, seed=9)
