@@ -90,6 +90,8 @@ def frame_around(strokes: Sequence[dict], width: int, height: int) -> Tuple[floa
     xs = [p[0] for s in strokes for p in s["points"]]
     ys = [p[1] for s in strokes for p in s["points"]]
     pad = 0.03 * max(width, height)
+    if not xs:
+        return 0.0, 0.0, float(width), float(height)
     x0, x1 = max(min(xs) - pad, 0.0), min(max(xs) + pad, float(width))
     y0, y1 = max(min(ys) - pad, 0.0), min(max(ys) + pad, float(height))
     if x1 - x0 < pad or y1 - y0 < pad:  # strokes off the photo: outline all of it

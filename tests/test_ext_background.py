@@ -416,6 +416,8 @@ def test_applying_twice_gives_two_sketches_and_a_seed_gives_the_same_again(setup
 def test_deleted_photo_gets_its_strokes_where_it_was(setup, tmp_path):
     placed, job = fast_background_sketch(setup, tmp_path)
     assert wait_for(setup, job)["state"] == "done"
+    report = fast(setup, "clipasso_status.py", [], placed, tmp_path / "status.svg")
+    assert report.returncode == ABORT_STATUS and "- sketch of 3 strokes: finished, not inserted yet" in report.stderr
     gone = edit(placed, lambda root: by_id(root, "img1").getparent().remove(by_id(root, "img1")))
     out = tmp_path / "out.svg"
     run = fast(setup, "clipasso_insert.py", [], gone, out)
