@@ -163,7 +163,7 @@ def optimize(
         with torch.no_grad():
             points.copy_(resume.points)
         opt.load_state_dict(resume.adam)
-        best_points = resume.best_points.to(device)
+        best_points = resume.best_points.to(device, copy=True)
         best_loss, ref_loss, stale = resume.best_loss.clone(), resume.ref_loss.clone(), resume.stale.clone()
         history, start = list(resume.history), resume.iteration
         gen.set_state(resume.rng)

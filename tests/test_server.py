@@ -224,7 +224,7 @@ def test_result_of_unfinished_or_unknown_job(engine, photo):
     assert r.status_code == 409 and "running" in r.json()["detail"]
     engine.client().cancel(job)
     r = engine.get("/v1/jobs/no-such-job")
-    assert r.status_code == 404 and "no job" in r.json()["detail"]
+    assert r.status_code == 404 and "no job no-such-job here: it never existed on this engine" in r.json()["detail"]
 
 
 # --- cancel ------------------------------------------------------------------------------------------
@@ -238,6 +238,10 @@ def test_cancel_running_job_stops_within_an_iteration(engine, photo):
     assert final["iteration"] <= at_cancel["iteration"] + 2          # the step in flight, at most one more
     with pytest.raises(EngineError, match="cancelled"):
         engine.client().wait(job)
+    assert final["has_result"]                                       # "good enough": the best strokes so far
+    best = engine.get(f"/v1/jobs/{job}/result").json()
+    assert best["engine"]["stopped"] == "cancelled" and best["engine"]["iterations"] == final["iteration"]
+    check_result(best, 4)
 
 
 def test_cancel_queued_job_at_once_and_queue_limit(engine, photo):

@@ -160,7 +160,7 @@ class JobQueue:
         *,
         store: Optional[JobStore] = None,
         max_queued: int = 32,
-        keep_jobs: int = 5000,
+        keep_jobs: int = 2000,
         keep_seconds: float = 7 * DAY,
         max_bytes: int = 2**30,
         cache_size: int = 64,

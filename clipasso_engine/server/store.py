@@ -16,7 +16,6 @@ A folder that cannot be read whole is reported by ``load`` as ``Damaged``, never
 from __future__ import annotations
 
 import json
-import logging
 import os
 import re
 import shutil
@@ -24,8 +23,6 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Optional, Union
-
-log = logging.getLogger("clipasso.server")
 
 JOB_ID = re.compile(r"^[0-9a-f]{32}$")             # uuid4().hex: nothing else is ever a job folder
 REQUEST, STATE, RESULT, CHECKPOINT, IMAGE, MASK = (

@@ -48,6 +48,12 @@ function seconds(s) {
   return Math.floor(s / 3600) + " h " + String(Math.floor((s % 3600) / 60)).padStart(2, "0") + " min";
 }
 
+// jobs stay listed for days: the date too when it is not today's
+function when(unix) {
+  const d = new Date(unix * 1000);
+  return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
+}
+
 function renderHealth(h) {
   $("health").textContent = `v${h.version} on ${h.device} · ${h.running} running, ${h.queued} waiting`;
 }
@@ -68,7 +74,7 @@ function renderList(jobs) {
       job.id.slice(0, 8),
       job.strokes.join(", "),
       Math.round(job.progress * 100) + " %",
-      job.started ? new Date(job.started * 1000).toLocaleTimeString() : "–",
+      job.started ? when(job.started) : "–",
     ];
     for (const content of cells) {
       const td = document.createElement("td");
@@ -90,7 +96,8 @@ function renderJob(job) {
   $("state").textContent = job.cancel_requested && job.state === "running" ? "cancelling" : job.state;
   $("state").className = "state " + job.state;
   $("progress").value = job.progress;
-  $("iteration").textContent = `${job.iteration} / ${job.iterations}`;
+  const resumed = job.resumed_from === null || job.resumed_from === undefined ? "" : ` (resumed at ${job.resumed_from})`;
+  $("iteration").textContent = `${job.iteration} / ${job.iterations}${resumed}`;
   $("loss").textContent = job.loss === null ? "–" : job.loss.toFixed(5);
   $("eta").textContent = job.state === "running" ? seconds(job.eta_s) : job.state === "done" ? "finished" : "–";
   $("clip").textContent = job.clip;
