@@ -285,7 +285,7 @@ def check_inkscape_python(inkscape: Optional[str], target: Path, system_extensio
         env["PYTHONPATH"] = str(system_extensions)  # where Inkscape's own inkex lives
     probe = (
         "import warnings, inkex; warnings.simplefilter('ignore'); "
-        "import clipasso_sketch, clipasso_refine, clipasso_status; print(inkex.__version__)"
+        "import clipasso_sketch, clipasso_refine, clipasso_status, clipasso_insert; print(inkex.__version__)"
     )
     try:
         out = subprocess.run([python, "-c", probe], cwd=str(target), env=env, capture_output=True, text=True, timeout=120)

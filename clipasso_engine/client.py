@@ -192,6 +192,14 @@ class EngineClient:
         """Cancel a job (a queued one at once, a running one within one iteration); its status."""
         return self._request("DELETE", "/v1/jobs/{}".format(job_id))
 
+    def cancel_all(self) -> Dict[str, Any]:
+        """Cancel every queued and running job (``DELETE /v1/jobs``); each keeps its best strokes so far."""
+        return self._request("DELETE", "/v1/jobs")
+
+    def shutdown(self) -> Dict[str, Any]:
+        """Stop the engine (``POST /v1/shutdown``); its unfinished jobs resume at its next start."""
+        return self._request("POST", "/v1/shutdown", {})
+
     def jobs(self) -> List[Dict[str, Any]]:
         """Every job the engine still remembers, newest first (no preview SVGs)."""
         return self._request("GET", "/v1/jobs")["jobs"]

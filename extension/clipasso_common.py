@@ -8,6 +8,7 @@ one message a run may show is the ``inkex.AbortExtension`` that ends it.
 
 import json
 import os
+import random
 import subprocess
 import sys
 import time
@@ -26,6 +27,7 @@ DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelle
 DEFAULT_START_TIMEOUT = 180.0  # seconds a fresh engine may take to answer (torch import, first load)
 HEALTH_TIMEOUT = 10.0          # seconds /v1/health may take: the engine answers it at once, even when busy
 REQUEST_TIMEOUT = 30.0         # seconds for the other requests
+MAX_SEED = 2**31 - 1           # the engine's largest seed
 INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
 
 
@@ -289,12 +291,7 @@ def run_job(
     ``config.job_timeout`` (then it is cancelled) ends the run with a message, so the
     document stays as it was.
     """
-    try:
-        job = client.submit(image, settings, init_strokes=init_strokes, locked=list(locked))
-    except EngineError as exc:
-        raise inkex.AbortExtension("The engine refused the job: {}".format(exc))
-    if open_preview:
-        show_preview(config, client)
+    job = submit_job(client, config, image, settings, init_strokes, locked, open_preview)
     try:
         return client.wait(job, timeout=config.job_timeout)
     except EngineUnavailable:
@@ -314,6 +311,38 @@ def run_job(
                 "preset or fewer iterations, or raise job_timeout (seconds) in {}.".format(duration(config.job_timeout), config.path)
             )
         raise inkex.AbortExtension("The engine failed while sketching: {}".format(exc))
+
+
+def submit_job(
+    client: EngineClient,
+    config: Config,
+    image: bytes,
+    settings: Dict[str, Any],
+    init_strokes: Optional[Sequence[Dict[str, Any]]] = None,
+    locked: Sequence[int] = (),
+    open_preview: bool = False,
+) -> str:
+    """Queue one job (and show the live preview when asked); its id."""
+    try:
+        job = client.submit(image, settings, init_strokes=init_strokes, locked=list(locked))
+    except EngineError as exc:
+        raise inkex.AbortExtension("The engine refused the job: {}".format(exc))
+    if open_preview:
+        show_preview(config, client)
+    return job
+
+
+def common_settings(options: Any) -> Dict[str, Any]:
+    """What Sketch and Refine both send: the preset (left out for ``auto``: the engine picks
+    one for its hardware), the iterations (0: the preset's) and the seed (0: a new random one
+    each run, so applying twice gives two different sketches)."""
+    settings = {}  # type: Dict[str, Any]
+    if options.preset != "auto":
+        settings["preset"] = options.preset
+    if options.iterations > 0:
+        settings["iterations"] = options.iterations
+    settings["seed"] = options.seed if options.seed > 0 else random.SystemRandom().randint(1, MAX_SEED)
+    return settings
 
 
 def check_result_size(result: Dict[str, Any], shown: Sequence[int]) -> None:
@@ -339,6 +368,15 @@ def unexpected(exc: BaseException) -> str:
 def duration(seconds: float) -> str:
     """``"45 s"`` or ``"60 minutes"``."""
     return "{:.0f} s".format(seconds) if seconds < 120 else "{:.0f} minutes".format(seconds / 60)
+
+
+def add_engine_arguments(pars: Any, preset_default: str, presets: Sequence[str]) -> None:
+    """The parameters Sketch and Refine share (see :func:`common_settings`)."""
+    pars.add_argument("--preset", default=preset_default, choices=presets, help="auto, fast, standard or paper")
+    pars.add_argument("--iterations", type=int, default=0, help="optimization steps; 0 = the preset's")
+    pars.add_argument("--seed", type=int, default=0, help="random seed; 0 = a new one each run")
+    pars.add_argument("--background", type=inkex.Boolean, default=True, help="keep working while it sketches")
+    pars.add_argument("--open_preview", type=inkex.Boolean, default=True, help="open the live preview page")
 
 
 def cancel_quietly(client: EngineClient, job: str) -> None:

@@ -105,8 +105,13 @@ def pixels_to_local(
     ancestor's, then down into ``element`` through the inverse of its composed transform.
     Both chains end at the same root, so whatever the root contributes cancels out.
     """
-    to_document = composed_transform(image) @ pixels_to_image_space(image, px_width, px_height)
-    return -composed_transform(element) @ to_document
+    return -composed_transform(element) @ pixels_to_document(image, px_width, px_height)
+
+
+def pixels_to_document(image: inkex.BaseElement, px_width: float, px_height: float) -> inkex.Transform:
+    """Image pixels → the root's user space: where the photo's pixels are in the document now.
+    Kept with a background job, it places the strokes where the photo was should it be deleted."""
+    return composed_transform(image) @ pixels_to_image_space(image, px_width, px_height)
 
 
 def linear_scale(transform: inkex.Transform) -> float:

@@ -6,18 +6,25 @@ cubic segment one stroke). On request the other paths of their layers come along
 strokes: they shape the result but do not move. When the job is done every selected path is
 redrawn in place (same element, id, style and transform), each segment now a separate
 one-segment piece of it; nothing else changes.
+
+In the background (the default) the paths stay as they are: the run leaves a placeholder layer
+on top of their layer, and Insert finished sketches redraws them once the job is done.
 """
 
 import warnings
-from typing import List, Sequence
+from typing import List, Sequence, Tuple
 
 import inkex
 
 warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
 
-from clipasso_common import Config, EngineExtension, check_result_size, connect, run_job  # noqa: E402
+import clipasso_ns  # noqa: E402
+from clipasso_common import (  # noqa: E402
+    Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
+)
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
-from clipasso_placement import pixels_to_local  # noqa: E402
+from clipasso_jobs import new_placeholder, place_hint  # noqa: E402
+from clipasso_placement import pixels_to_document, pixels_to_local  # noqa: E402
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
 
 LOCK_CHOICES = ("none", "locked", "unselected")
@@ -77,16 +84,29 @@ def source_image(svg: inkex.SvgDocumentElement, paths: Sequence[inkex.PathElemen
     raise inkex.AbortExtension("Which photo do these strokes belong to? Shift+click the photo to add it to the selection, then try again.")
 
 
+def frame_around(strokes: Sequence[dict], width: int, height: int) -> Tuple[float, float, float, float]:
+    """x0, y0, x1, y1 (photo pixels) around the strokes' control points, a little wider,
+    within the photo: what a Refine placeholder outlines."""
+    xs = [p[0] for s in strokes for p in s["points"]]
+    ys = [p[1] for s in strokes for p in s["points"]]
+    pad = 0.03 * max(width, height)
+    if not xs:
+        return 0.0, 0.0, float(width), float(height)
+    x0, x1 = max(min(xs) - pad, 0.0), min(max(xs) + pad, float(width))
+    y0, y1 = max(min(ys) - pad, 0.0), min(max(ys) + pad, float(height))
+    if x1 - x0 < pad or y1 - y0 < pad:  # strokes off the photo: outline all of it
+        return 0.0, 0.0, float(width), float(height)
+    return x0, y0, x1, y1
+
+
 class Refine(EngineExtension):
     """Refine the selected strokes against their photo with the CLIPasso engine."""
 
     def add_arguments(self, pars):
         super().add_arguments(pars)
         pars.add_argument("--tab", default="refine", help="the dialog tab that was open (Inkscape sends it; unused)")
-        pars.add_argument("--preset", default="fast", choices=("fast", "standard", "paper"), help="fast, standard or paper")
-        pars.add_argument("--iterations", type=int, default=0, help="optimization steps; 0 = the preset's")
+        add_engine_arguments(pars, "auto", ("auto", "fast", "standard", "paper"))
         pars.add_argument("--lock", default="none", choices=LOCK_CHOICES, help="which other strokes stay fixed")
-        pars.add_argument("--open_preview", type=inkex.Boolean, default=True, help="open the live preview page")
 
     def effect(self):
         moving = list(self.svg.selection.get(inkex.PathElement))
@@ -113,19 +133,31 @@ class Refine(EngineExtension):
             )
         locked = [i for i, owner in enumerate(owners) if owner in fixed]
 
-        settings = {"preset": self.options.preset}
-        if self.options.iterations > 0:
-            settings["iterations"] = self.options.iterations
+        settings = common_settings(self.options)
         config = Config.load()
-        client = connect(config, self.engine_url(config))
-        result = run_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
-        check_result_size(result, (width, height))
+        url = self.engine_url(config)
+        client = connect(config, url)
+        if not self.options.background:
+            result = run_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
+            check_result_size(result, (width, height))
+            (refined,) = result["levels"].values()
+            for path in moving:
+                mine = [stroke for stroke, owner in zip(refined, owners) if owner is path]
+                if mine:
+                    replace_path_strokes(path, mine, pixels_to_local(image, result["width"], result["height"], path))
+            return
 
-        (refined,) = result["levels"].values()
-        for path in moving:
-            mine = [stroke for stroke, owner in zip(refined, owners) if owner is path]
-            if mine:
-                replace_path_strokes(path, mine, pixels_to_local(image, result["width"], result["height"], path))
+        job = submit_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
+        replaced = [path for path in moving if path in owners]
+        placement = pixels_to_document(image, width, height)
+        mapping = {
+            clipasso_ns.REPLACES: " ".join(path.get_id() for path in replaced),
+            clipasso_ns.COUNTS: " ".join(str(owners.count(path)) for path in replaced),
+        }
+        layer = new_placeholder(self.svg, "refine", job, url, settings, image, (width, height), placement,
+                                frame_around(strokes[: len(owners) - len(locked)], width, height), mapping)
+        layer_of(moving[-1]).append(layer)  # on top of the edited strokes' layer
+        place_hint(layer, placement)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,9 @@
 The photo's encoded bytes go to the engine as they are; the strokes come back in the photo's
 pixels and are placed over the photo (x/y/width/height, preserveAspectRatio, every transform),
 one new layer per abstraction level. Nothing else in the document changes.
+
+In the background (the default) the run only submits the job and leaves a placeholder layer
+above the photo (``clipasso_jobs``); Insert finished sketches puts the strokes in later.
 """
 
 import warnings
@@ -13,11 +16,15 @@ import inkex
 
 warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
 
-from clipasso_common import Config, EngineExtension, check_result_size, connect, run_job  # noqa: E402
+from clipasso_common import (  # noqa: E402
+    Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
+)
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
+from clipasso_jobs import add_sketch_placeholder, new_placeholder  # noqa: E402
+from clipasso_placement import pixels_to_document  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
 
-PRESETS = ("fast", "standard", "paper")
+PRESETS = ("auto", "fast", "standard", "paper")
 NO_MASK_MODEL = (
     "Removing the background needs a foreground-mask model, which is not part of this version of CLIPasso. "
     "Untick \"Remove the background first\" and run Sketch from image again."
@@ -38,15 +45,15 @@ def parse_levels(text: str) -> Optional[List[int]]:
 
 
 def sketch_settings(options: Any) -> Dict[str, Any]:
-    """The dialog's choices as engine settings; 0 iterations or seeds means the preset's."""
-    settings = {"preset": options.preset, "width": options.width, "mask": options.mask}  # type: Dict[str, Any]
+    """The dialog's choices as engine settings; 0 iterations or seeds means the preset's, seed 0
+    a new random seed (``clipasso_common.common_settings``)."""
+    settings = common_settings(options)
+    settings.update(width=options.width, mask=options.mask)
     levels = parse_levels(options.levels)
     if levels:
         settings["levels"] = levels
     else:
         settings["strokes"] = options.strokes
-    if options.iterations > 0:
-        settings["iterations"] = options.iterations
     if options.seeds > 0:
         settings["seeds"] = options.seeds
     return settings
@@ -72,12 +79,10 @@ class Sketch(EngineExtension):
         pars.add_argument("--tab", default="sketch", help="the dialog tab that was open (Inkscape sends it; unused)")
         pars.add_argument("--strokes", type=int, default=16, help="number of strokes")
         pars.add_argument("--levels", default="", help="several stroke counts, e.g. 4,8,16,32 (one layer each)")
-        pars.add_argument("--preset", default="standard", choices=PRESETS, help="fast, standard or paper")
-        pars.add_argument("--iterations", type=int, default=0, help="optimization steps; 0 = the preset's")
+        add_engine_arguments(pars, "auto", PRESETS)
         pars.add_argument("--seeds", type=int, default=0, help="random starts, best kept; 0 = the preset's")
         pars.add_argument("--width", type=float, default=3.0, help="stroke width in pixels of the 224-px canvas")
         pars.add_argument("--mask", type=inkex.Boolean, default=False, help="remove the background first")
-        pars.add_argument("--open_preview", type=inkex.Boolean, default=True, help="open the live preview page")
 
     def effect(self):
         if self.options.mask:  # kept in the dialog for a later version; the engine has no mask model to make one
@@ -90,10 +95,17 @@ class Sketch(EngineExtension):
         except ImageReadError as exc:
             raise inkex.AbortExtension(str(exc))
         config = Config.load()
-        client = connect(config, self.engine_url(config))
-        result = run_job(client, config, data, settings, open_preview=self.options.open_preview)
-        check_result_size(result, shown)
-        add_level_layers(self.svg, image, result)
+        url = self.engine_url(config)
+        client = connect(config, url)
+        if not self.options.background:
+            result = run_job(client, config, data, settings, open_preview=self.options.open_preview)
+            check_result_size(result, shown)
+            add_level_layers(self.svg, image, result, settings)
+            return
+        job = submit_job(client, config, data, settings, open_preview=self.options.open_preview)
+        placement = pixels_to_document(image, shown[0], shown[1])
+        layer = new_placeholder(self.svg, "sketch", job, url, settings, image, shown, placement, (0, 0, shown[0], shown[1]))
+        add_sketch_placeholder(self.svg, image, layer, placement)
 
 
 if __name__ == "__main__":

@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
 """Extensions ▸ CLIPasso ▸ Engine status: is the engine up, where, on which device, with
-which models; optionally start it now (loading it ahead of the first sketch).
+which models; which sketches it is making and which of this document's are finished but not
+inserted yet. Optionally starts it now (loading it ahead of the first sketch), cancels every
+sketch, or stops it (its unfinished sketches resume at its next start).
 
 The report is shown the only way an extension can: as the message Inkscape displays when a
 run ends with ``inkex.AbortExtension``. The document is never changed.
 """
 
 import warnings
-from typing import Any, Dict
+from typing import Any, Dict, List
 
 import inkex
 
 warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
 
+import clipasso_ns  # noqa: E402
+from clipasso_client import EngineError  # noqa: E402
 from clipasso_common import Config, EngineExtension, answering_client, connect  # noqa: E402
+from clipasso_jobs import INSERT_MENU, placeholders, progress_text, valid_job_id, what  # noqa: E402
+
+ACTIONS = ("report", "cancel_all", "stop")
+ACTIVE = ("queued", "running")
 
 
 def describe(url: str, health: Dict[str, Any], config: Config) -> str:
@@ -29,17 +37,45 @@ def describe(url: str, health: Dict[str, Any], config: Config) -> str:
     return "\n".join(lines)
 
 
+def document_sketches(svg: inkex.SvgDocumentElement, client: Any, url: str) -> List[str]:
+    """One line per placeholder of this document sent to the engine at ``url``: running (with
+    progress), waiting, finished and not inserted yet, or why it will not come."""
+    lines = []
+    for element in placeholders(svg):
+        if (clipasso_ns.get(element, clipasso_ns.ENGINE) or url) != url:
+            continue
+        state = clipasso_ns.get(element, clipasso_ns.STATE)
+        if state is None and not valid_job_id(clipasso_ns.get(element, clipasso_ns.JOB)):
+            state = "damaged placeholder (no job id)"
+        if state is None:
+            try:
+                status = client.status(clipasso_ns.get(element, clipasso_ns.JOB) or "", preview=False)
+            except EngineError as exc:
+                if exc.status != 404:
+                    raise
+                status = {"state": "lost"}
+            state = status["state"]
+            if state in ACTIVE:
+                state = progress_text(status)
+            elif state == "done" or (state == "cancelled" and status.get("has_result")):
+                state = "finished, not inserted yet ({})".format(INSERT_MENU)
+        lines.append("- {}: {}".format(what(element), state))
+    return lines
+
+
 class Status(EngineExtension):
-    """Report on the engine (and start it when asked)."""
+    """Report on the engine (and start, stop it or cancel its sketches when asked)."""
 
     def add_arguments(self, pars):
         super().add_arguments(pars)
         pars.add_argument("--start", type=inkex.Boolean, default=True, help="start the engine if it is not running")
+        pars.add_argument("--action", default="report", choices=ACTIONS, help="report, cancel_all or stop")
 
     def effect(self):
         config = Config.load()
         url = self.engine_url(config)
-        if self.options.start:
+        action = self.options.action
+        if self.options.start and action == "report":
             client = connect(config, url)
         else:
             client = answering_client(config, url)
@@ -48,7 +84,36 @@ class Status(EngineExtension):
                 "No CLIPasso engine is running at {}. Sketch from image starts it when needed "
                 "(engine Python: {}; settings: {}).".format(url, config.engine_python or "not configured", config.path)
             )
-        raise inkex.AbortExtension(describe(url, client.health(), config))
+        try:
+            raise inkex.AbortExtension(self.act(client, url, config, action))
+        except EngineError as exc:
+            raise inkex.AbortExtension("The engine at {} refused: {}".format(url, exc))
+
+    def act(self, client: Any, url: str, config: Config, action: str) -> str:
+        if action == "cancel_all":
+            active = [job for job in client.jobs() if job.get("state") in ACTIVE]
+            try:
+                client.cancel_all()
+            except EngineError as exc:
+                if exc.status not in (404, 405):
+                    raise
+                for job in active:  # an engine from before DELETE /v1/jobs: one by one
+                    client.cancel(job["id"])
+            return ("Cancelled {} sketch{}. Insert finished sketches puts in what they had drawn so far.".format(
+                len(active), "" if len(active) == 1 else "es") if active else "No sketches were running or waiting.")
+        if action == "stop":
+            try:
+                client.shutdown()
+            except EngineError as exc:
+                if exc.status is not None:
+                    raise
+            return ("The CLIPasso engine at {} is stopping. Unfinished sketches resume when it starts again "
+                    "(Sketch from image or Insert finished sketches start it).".format(url))
+        text = describe(url, client.health(), config)
+        mine = document_sketches(self.svg, client, url)
+        if mine:
+            text += "\nIn this document:\n" + "\n".join(mine)
+        return text
 
 
 if __name__ == "__main__":

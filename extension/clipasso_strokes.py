@@ -11,7 +11,8 @@ from typing import Dict, Iterable, List, Optional, Sequence
 import inkex
 from inkex.units import convert_unit
 
-from clipasso_placement import linear_scale, pixels_to_local
+import clipasso_ns
+from clipasso_placement import composed_transform, linear_scale, pixels_to_document
 
 Stroke = Dict[str, object]
 SOURCE_ATTRIBUTE = "data-clipasso-image"  # on a sketch layer: the id of the <image> it was drawn from
@@ -63,42 +64,82 @@ def layer_anchor(image: inkex.BaseElement) -> inkex.BaseElement:
     return anchor
 
 
-def level_label(strokes: int, info: Dict[str, object], random_weights: bool) -> str:
-    """``CLIPasso 16 strokes, seed 3, loss 0.0123`` (+ ``, random weights``)."""
-    label = "CLIPasso {} strokes".format(strokes)
-    if info.get("seed") is not None:
-        label += ", seed {}".format(info["seed"])
-    if info.get("loss") is not None:
-        label += ", loss {:.4g}".format(info["loss"])
-    return label + (", random weights" if random_weights else "")
+def level_label(strokes: int, seed: object, random_weights: bool, cancelled: bool = False) -> str:
+    """``16 strokes · seed 3 · CLIPasso`` (+ `` · cancelled``, `` · random weights``): the part
+    that tells sketches apart first, as the Layers panel may cut the end off."""
+    parts = ["{} strokes".format(strokes)]
+    if seed is not None:
+        parts.append("seed {}".format(seed))
+    parts.append("CLIPasso")
+    if cancelled:
+        parts.append("cancelled")
+    if random_weights:
+        parts.append("random weights")
+    return " · ".join(parts)
 
 
-def add_level_layers(svg: inkex.SvgDocumentElement, image: inkex.BaseElement, result: Dict) -> List[inkex.Layer]:
+def mark_sketch_layer(layer: inkex.BaseElement, result: Dict, settings: Optional[Dict], job: Optional[str]) -> None:
+    """What a sketch layer keeps so it can be rerun or varied: the settings sent, the seed, the
+    job, and the engine's version and models (``clipasso:*`` attributes)."""
+    engine = result.get("engine") or {}
+    settings = dict(settings if settings is not None else engine.get("settings") or {})
+    clipasso_ns.put(layer, clipasso_ns.SETTINGS, settings)
+    clipasso_ns.put(layer, clipasso_ns.SEED, settings.get("seed", result.get("seed")))
+    clipasso_ns.put(layer, clipasso_ns.JOB, job)
+    clipasso_ns.put(layer, clipasso_ns.ENGINE_VERSION, engine.get("version"))
+    clipasso_ns.put(layer, clipasso_ns.CLIP, engine.get("clip"))
+    clipasso_ns.put(layer, clipasso_ns.SALIENCY_CLIP, engine.get("saliency_clip"))
+    if engine.get("stopped") == "cancelled":
+        clipasso_ns.put(layer, clipasso_ns.STOPPED, "cancelled")
+
+
+def add_level_layers(
+    svg: inkex.SvgDocumentElement,
+    image: Optional[inkex.BaseElement],
+    result: Dict,
+    settings: Optional[Dict] = None,
+    job: Optional[str] = None,
+    to_document: Optional[inkex.Transform] = None,
+    anchor: Optional[inkex.BaseElement] = None,
+    image_id: Optional[str] = None,
+) -> List[inkex.Layer]:
     """One new layer per abstraction level right above ``image``, one ``<path>`` per stroke.
 
     ``result`` is the engine's strokes JSON (points in the photo's pixels, ``width``/``height``
-    its size). The most detailed level ends on top and is the only one left visible, so the
-    levels do not draw over each other; the others are a click away in the Layers panel.
+    its size); ``settings`` the settings sent (kept on each layer with ``job``). The most
+    detailed level ends on top and is the only one left visible, so the levels do not draw
+    over each other; the others are a click away in the Layers panel.
+
+    A photo deleted meanwhile (``image`` None): ``to_document`` (photo pixels → root user
+    space, as it was) places the strokes and the layers go right after ``anchor``.
     Returns the layers from bottom to top.
     """
     engine = result.get("engine") or {}
     random_weights = bool(engine.get("random_weights"))
+    cancelled = engine.get("stopped") == "cancelled"
+    sent = settings if settings is not None else engine.get("settings") or {}
     levels = sorted(result["levels"].items(), key=lambda item: int(item[0]))
-    anchor = layer_anchor(image)
+    if image is not None:
+        anchor = layer_anchor(image)
+        to_document = pixels_to_document(image, result["width"], result["height"])
+        image_id = image.get_id()
     layers = []
     for count, strokes in reversed(levels):  # each addnext lands just above the anchor
         info = (result.get("level_info") or {}).get(count) or {"seed": result.get("seed"), "loss": result.get("loss")}
-        layer = inkex.Layer.new(level_label(int(count), info, random_weights))
+        layer = inkex.Layer.new(level_label(int(count), sent.get("seed", info.get("seed")), random_weights, cancelled))
         layer.set("id", svg.get_unique_id("clipasso{}-".format(count)))
-        layer.set(SOURCE_ATTRIBUTE, image.get_id())
-        description = "CLIPasso sketch of #{}: {} strokes, seed {}, loss {}".format(
-            image.get_id(), count, info.get("seed"), info.get("loss")
+        layer.set(SOURCE_ATTRIBUTE, image_id)
+        mark_sketch_layer(layer, result, settings, job)
+        description = "CLIPasso sketch of #{}: {} strokes, best seed {}, loss {}".format(
+            image_id, count, info.get("seed"), info.get("loss")
         )
+        if cancelled:
+            description += "; cancelled: the best strokes so far"
         layer.desc = description + ("; " + RANDOM_NOTE if random_weights else "")
         if layers:
             layer.style["display"] = "none"
         anchor.addnext(layer)
-        to_local = pixels_to_local(image, result["width"], result["height"], layer)
+        to_local = -composed_transform(layer) @ to_document
         for stroke in strokes:
             path = inkex.PathElement()
             path.set("id", svg.get_unique_id("clipasso{}-stroke".format(count)))

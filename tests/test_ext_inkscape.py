@@ -96,7 +96,7 @@ def elements_outside_sketch(path: Path) -> list:
     for el in root.iterdescendants():
         if not isinstance(el.tag, str) or el.tag in (SVG + "defs", "{http://sodipodi.sourceforge.net/DTD/sodipodi-0.dtd}namedview"):
             continue
-        if any((a.get(INKSCAPE + "label") or "").startswith("CLIPasso") for a in [el, *el.iterancestors()]):
+        if any(a.get("data-clipasso-image") for a in [el, *el.iterancestors()]):
             continue
         found.append((el.tag, dict(el.attrib), (el.text or "").strip()))
     return found
@@ -104,7 +104,7 @@ def elements_outside_sketch(path: Path) -> list:
 
 def sketch_layers(path: Path) -> list:
     root = etree.parse(str(path)).getroot()
-    return [g for g in root.iter(SVG + "g") if (g.get(INKSCAPE + "label") or "").startswith("CLIPasso")]
+    return [g for g in root.iter(SVG + "g") if g.get("data-clipasso-image")]
 
 
 def path_points(layer) -> np.ndarray:
@@ -145,7 +145,7 @@ def test_sketch_embedded_image_in_inkscape(setup, tmp_path):
     in_svg, out_svg = tmp_path / "in.svg", tmp_path / "out.svg"
     in_svg.write_text(document(data_uri(png_bytes(photo()), wrap=76)))
     write_preferences(setup["profile"], "org.clipasso.sketch",
-                      {"levels": "2,3", "iterations": 3, "preset": "fast", "open_preview": "false"})
+                      {"levels": "2,3", "iterations": 3, "preset": "fast", "open_preview": "false", "background": "false"})
     out = run_inkscape(in_svg, f"select-by-id:img1;org.clipasso.sketch.noprefs;export-filename:{out_svg};export-do", setup["env"], tmp_path)
     assert out.returncode == 0, out.stderr
     layers = check_sketch(in_svg, out_svg, [2, 3])
@@ -162,7 +162,7 @@ def test_sketch_linked_image_in_inkscape_reuses_the_engine(setup, tmp_path):
     (tmp_path / "photos" / "cat.png").write_bytes(png_bytes(photo()))
     in_svg, out_svg = tmp_path / "in.svg", tmp_path / "out.svg"
     in_svg.write_text(document("photos/cat.png"))
-    write_preferences(setup["profile"], "org.clipasso.sketch", {"strokes": 4, "iterations": 2, "preset": "fast", "open_preview": "false"})
+    write_preferences(setup["profile"], "org.clipasso.sketch", {"strokes": 4, "iterations": 2, "preset": "fast", "open_preview": "false", "background": "false"})
     before = engine_pid(setup["config"])
     out = run_inkscape(in_svg, f"select-by-id:img1;org.clipasso.sketch.noprefs;export-filename:{out_svg};export-do", setup["env"], tmp_path)
     assert out.returncode == 0, out.stderr
@@ -186,7 +186,7 @@ def fast(setup, script: str, args: list, doc: Path, tmp_path: Path, env: dict | 
 
 
 def sketch_args(**extra) -> list:
-    opts = {"strokes": 3, "iterations": 2, "preset": "fast", "open_preview": "false", **extra}
+    opts = {"strokes": 3, "iterations": 2, "preset": "fast", "open_preview": "false", "background": "false", **extra}
     return [f"--{k}={v}" for k, v in opts.items()]
 
 
@@ -203,7 +203,7 @@ def test_refine_moves_the_selected_strokes_in_place(setup, tmp_path):
     moving = list(paths)[:2]
 
     out = fast(setup, "clipasso_refine.py", [*(f"--id={i}" for i in moving), "--lock=unselected", "--iterations=3",
-                                             "--open_preview=false"], sketched, tmp_path)
+                                             "--open_preview=false", "--background=false", "--preset=fast"], sketched, tmp_path)
     assert out.returncode == 0, out.stderr
     (after,) = sketch_layers(tmp_path / "out.svg")
     refined = {p.get("id"): (p.get("d"), p.get("style")) for p in after.iter(SVG + "path")}
@@ -245,7 +245,7 @@ def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
     assert before[:, 0].min() > 55 - 10 and before[:, 0].max() < 145 + 10
 
     ids = [p.get("id") for p in layer.iter(SVG + "path")]
-    out = fast(setup, "clipasso_refine.py", [*(f"--id={i}" for i in ids), "--iterations=1", "--open_preview=false"],
+    out = fast(setup, "clipasso_refine.py", [*(f"--id={i}" for i in ids), "--iterations=1", "--open_preview=false", "--background=false", "--preset=fast"],
                sketched, tmp_path)
     assert out.returncode == 0, out.stderr
     # no output: the best strokes were the starting ones, which came back exactly where they were

@@ -39,7 +39,7 @@ def test_inx_matches_its_script(inx):
 
 def test_menu_ids_and_submenu():
     ids = {InxFile(str(inx)).ident for inx in INX_FILES}
-    assert ids == {"org.clipasso.sketch", "org.clipasso.refine", "org.clipasso.status"}
+    assert ids == {"org.clipasso.sketch", "org.clipasso.refine", "org.clipasso.status", "org.clipasso.insert"}
     for inx in INX_FILES:
         text = inx.read_text()
         assert '<submenu name="CLIPasso"/>' in text and 'needs-live-preview="false"' in text

@@ -6,6 +6,7 @@ rotations, skews, nested groups and a scaled viewBox."""
 from __future__ import annotations
 
 import io
+import json
 
 import numpy as np
 import pytest
@@ -173,7 +174,8 @@ def test_each_level_is_a_layer_above_the_image_with_its_strokes():
     assert list(photo_layer)[1:] == layers
     assert [len(layer) - 1 for layer in photo_layer[1:]] == [2, 4]   # - the <desc>
     labels = [layer.get("inkscape:label") for layer in photo_layer[1:]]
-    assert labels == ["CLIPasso 2 strokes, seed 7, loss 0.25, random weights", "CLIPasso 4 strokes, seed 7, loss 0.25, random weights"]
+    # the distinguishing part first; with no settings sent (an old job) the result's seed
+    assert labels == ["2 strokes · seed 7 · CLIPasso · random weights", "4 strokes · seed 7 · CLIPasso · random weights"]
     assert all(layer.get("inkscape:groupmode") == "layer" for layer in layers)
     assert "RANDOM CLIP WEIGHTS" in layers[0].desc
     # only the most detailed level stays visible
@@ -260,3 +262,42 @@ def test_missing_width_or_height_follows_the_pixels():
     image = inkex.Image(height="15mm", x="1")
     scale = 15 * 96 / 25.4 / 30
     assert tuple(pixels_to_image_space(image, 40, 30).apply_to_point((40, 30))) == pytest.approx((1 + 40 * scale, 30 * scale))
+
+
+def test_sketch_layers_keep_settings_seed_engine_and_models_in_our_namespace():
+    svg = document("none", "plain")
+    result = result_json({3: [dot_stroke(5, 5)] * 3})
+    result["engine"] = {"random_weights": False, "version": "0.9.1", "clip": "RN101", "saliency_clip": "ViT-B-32"}
+    settings = {"strokes": 3, "seed": 12345, "iterations": 40}
+    (layer,) = add_level_layers(svg, svg.getElementById("img1"), result, settings, "job-1")
+    assert layer.get("inkscape:label") == "3 strokes · seed 12345 · CLIPasso"
+    ns = "{http://clipasso.org/ns/1.0}"
+    assert json.loads(layer.get(ns + "settings")) == settings
+    assert (layer.get(ns + "seed"), layer.get(ns + "job"), layer.get(ns + "engine-version")) == ("12345", "job-1", "0.9.1")
+    assert (layer.get(ns + "clip"), layer.get(ns + "saliency-clip")) == ("RN101", "ViT-B-32")
+    text = svg.tostring().decode()
+    assert 'xmlns:clipasso="http://clipasso.org/ns/1.0"' in text and 'clipasso:seed="12345"' in text
+    # read back by namespace whatever the prefix: a document that spells it differently
+    other = inkex.load_svg(io.BytesIO(text.replace("xmlns:clipasso=", "xmlns:cx=").replace("clipasso:", "cx:").encode())).getroot()
+    assert other.getElementById(layer.get("id")).get(ns + "seed") == "12345"
+
+
+@pytest.mark.parametrize("chain", list(CHAINS))
+def test_a_deleted_photo_keeps_its_strokes_where_it_was(chain):
+    """Placing by the photo's stored pixels → document map (the photo gone) draws exactly what
+    placing by the photo itself draws."""
+    from clipasso_placement import pixels_to_document
+
+    svg = document("xMaxYMin slice", chain)
+    image = svg.getElementById("img1")
+    result = result_json({2: [dot_stroke(9, 6), dot_stroke(28, 11)]})
+    (by_photo,) = add_level_layers(svg, image, result)
+    placement = pixels_to_document(image, PHOTO_W, PHOTO_H)
+    anchor = by_photo
+    image_parent = image.getparent()
+    image_parent.remove(image)
+    (by_placement,) = add_level_layers(svg, None, result, to_document=placement, anchor=anchor, image_id="img1")
+    assert by_placement.getprevious() is by_photo and by_placement.get("data-clipasso-image") == "img1"
+    a = [p.get("d") for p in by_photo.iterchildren("{http://www.w3.org/2000/svg}path")]
+    b = [p.get("d") for p in by_placement.iterchildren("{http://www.w3.org/2000/svg}path")]
+    assert a == b
