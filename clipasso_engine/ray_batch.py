@@ -21,6 +21,7 @@ import logging
 import math
 import os
 from collections import deque
+from dataclasses import replace
 from typing import Any, Iterator, Optional, Sequence
 
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")    # no usage report from a studio's machines
@@ -76,6 +77,8 @@ def ray_runner(
         actors: list[Any] = []
         try:
             gpus = _gpus(gpus_per_sketch, recipe)
+            if gpus == 0 and recipe.settings.device == "auto":      # a worker holding no GPU must not use one
+                recipe = replace(recipe, settings=recipe.settings.model_copy(update={"device": "cpu"}))
             count = min(len(tasks), _capacity(cpus_per_sketch, gpus))
             worker = ray.remote(SketchWorker).options(num_cpus=cpus_per_sketch, num_gpus=gpus, max_restarts=2)
             actors = [worker.remote(recipe) for _ in range(count)]
