@@ -11,7 +11,7 @@ their bytes, and writes what comes back; workers need no shared disk, only the s
 version and, for real weights, the CLIP weights in their cache.
 
 As many actors start as the alive nodes fit (per node: its CPUs / cpus_per_sketch, and its GPUs
-/ gpus_per_sketch), at most one per photo. Each keeps one photo queued behind the one it is
+/ gpus_per_sketch) and the cluster has free now, at most one per photo. Each keeps one photo queued behind the one it is
 sketching, so it never waits for the driver between photos.
 """
 
@@ -121,7 +121,7 @@ def _gpus(asked: Optional[float], recipe: Recipe) -> float:
 
 
 def _capacity(cpus: float, gpus: float) -> int:
-    """How many workers the alive nodes hold at once."""
+    """How many workers the alive nodes hold at once (each node: its CPUs / cpus, its GPUs / gpus)."""
     total = 0
     for node in ray.nodes():
         if not node.get("Alive"):
@@ -133,9 +133,14 @@ def _capacity(cpus: float, gpus: float) -> int:
         total += fit
     if total < 1:
         what = f"{cpus:g} CPU core(s)" + (f" and {gpus:g} of a GPU" if gpus else "")
-        raise BatchError(f"no node of the Ray cluster has {what} free for one sketch; lower --cpus-per-sketch "
+        raise BatchError(f"no node of the Ray cluster has {what} for one sketch; lower --cpus-per-sketch "
                          "or --gpus-per-sketch")
-    return total
+    # on a cluster that also runs other work, start only the workers that can start now (at least one)
+    free = ray.available_resources()
+    now = math.floor(free.get("CPU", 0) / cpus + 1e-9)
+    if gpus > 0:
+        now = min(now, math.floor(free.get("GPU", 0) / gpus + 1e-9))
+    return max(1, min(total, now))
 
 
 def _dispatch(actors: list[Any], tasks: Sequence[Task]) -> Iterator[tuple[Task, Outcome]]:

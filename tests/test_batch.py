@@ -150,3 +150,16 @@ def test_output_folder_that_is_a_file_is_refused(tmp_path, capsys):
     assert main(["batch", str(tmp_path / "p.png"), "-o", str(tmp_path / "out"), *TINY]) == 2
     assert "is a file" in capsys.readouterr().err
     assert (tmp_path / "out").read_text() == "a file"
+
+
+def test_ray_asked_without_ray_installed(tmp_path, monkeypatch, capsys):
+    """Ray is an optional extra: --ray without it is one line saying what to install."""
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)                 # `import ray` now fails as if absent
+    monkeypatch.delitem(sys.modules, "clipasso_engine.ray_batch", raising=False)
+    Image.new("RGB", (32, 32), "white").save(tmp_path / "p.png")
+    assert main(["batch", str(tmp_path / "p.png"), "-o", str(tmp_path / "out"), *TINY, "--ray"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and 'pip install "clipasso-inkscape[ray]"' in err
+    assert not (tmp_path / "out").exists()
