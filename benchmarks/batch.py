@@ -17,6 +17,10 @@ sketches, writing files. Configurations:
 - ``procs:K``: K ``clipasso batch`` processes on K slices of the photos at once (K sketches on one
   device, what ``--gpus-per-sketch 1/K`` amounts to without Ray).
 
+``--ray-costs`` also measures what Ray adds, apart from the sketches (its start, a worker's start
+with the models loaded, one photo's round trip through a worker that does nothing with it): the
+end-to-end table cannot resolve a few seconds on a noisy machine, these parts can.
+
 The sketches have a fixed cost (``--no-early-stop``; random towers of the real architectures cost
 what the real weights cost). Configurations are interleaved ``--repeats`` times; the table gives
 the fastest run (on a shared machine the steadiest estimate) and the spread of the runs.
@@ -84,6 +88,57 @@ def run(config: str, photos: list[Path], work: Path, common: list[str]) -> tuple
     return wall, seconds
 
 
+class _Echo:
+    """A worker that loads the models like a batch worker, then hands each photo straight back."""
+
+    def __init__(self, recipe) -> None:
+        self.recipe = recipe
+
+    def ready(self) -> None:
+        from clipasso_engine.batch import warm_models
+
+        warm_models(self.recipe)
+
+    def run(self, name: str, data: bytes) -> bytes:
+        return data
+
+
+def ray_costs(photo: Path, args: argparse.Namespace) -> None:
+    """Ray's fixed costs, each timed alone: start, a worker ready, a photo's round trip."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    from clipasso_engine.batch import Recipe, warm_models
+    from clipasso_engine.settings import SketchSettings
+
+    recipe = Recipe(SketchSettings(clip=args.clip, saliency_clip=args.saliency_clip, device=args.device))
+    t = time.perf_counter()
+    warm_models(recipe)
+    local_load = time.perf_counter() - t
+    t = time.perf_counter()
+    ray.init(address="local", include_dashboard=False, logging_level="WARNING")
+    start = time.perf_counter() - t
+    try:
+        t = time.perf_counter()
+        worker = ray.remote(_Echo).options(num_cpus=1).remote(recipe)
+        ray.get(worker.ready.remote())
+        ready = time.perf_counter() - t
+        data = photo.read_bytes()
+        trips = []
+        for _ in range(20):
+            t = time.perf_counter()
+            ray.get(worker.run.remote("p", data))
+            trips.append(time.perf_counter() - t)
+    finally:
+        ray.shutdown()
+    print(f"\nRay's fixed costs ({args.clip} + {args.saliency_clip}):")
+    print("| part | seconds |\n|---|---:|")
+    print(f"| start a local Ray | {start:.2f} |")
+    print(f"| one worker ready (process, imports, models) | {ready:.2f} |")
+    print(f"| the same models loaded in this process (the local batch pays it too) | {local_load:.2f} |")
+    print(f"| one photo ({len(data) / 1024:.0f} KiB) there and back, median of 20 | {statistics.median(trips):.4f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--images", type=int, default=4)
@@ -94,8 +149,9 @@ def main() -> None:
     ap.add_argument("--saliency-clip", default="random:ViT-B-32")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--configs", default=f"local,ray:{os.cpu_count()},ray:1")
+    ap.add_argument("--ray-costs", action="store_true", help="also time Ray's fixed costs, part by part")
     args = ap.parse_args()
-    configs = args.configs.split(",")
+    configs = [c for c in args.configs.split(",") if c]
     common = ["--clip", args.clip, "--saliency-clip", args.saliency_clip, "--device", args.device, "--preset", "fast",
               "--iterations", str(args.iterations), "--seeds", str(args.seeds), "--no-early-stop", "-q"]
 
@@ -111,12 +167,16 @@ def main() -> None:
         photo_dir = work / "photos"
         photo_dir.mkdir()
         photos = make_photos(photo_dir, args.images)
+        if args.ray_costs:
+            ray_costs(photos[0], args)
         for r in range(args.repeats):
             for c in configs:
                 wall, secs = run(c, photos, work, common)
                 results[c].append((wall, secs))
                 print(f"  run {r + 1} {c:10s} {wall:7.1f} s", flush=True)
 
+    if not configs or not args.repeats:
+        return
     base = min(w for w, _ in results[configs[0]])
     print(f"\n| configuration | wall s (best) | spread | images / hour | s per sketch (median) | vs {configs[0]} |")
     print("|---|---:|---:|---:|---:|---:|")
