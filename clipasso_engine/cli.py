@@ -1,13 +1,13 @@
-"""The ``clipasso`` command: ``sketch``, ``serve``, ``models``, ``doctor``.
+"""The ``clipasso`` command: ``sketch``, ``batch``, ``serve``, ``models``, ``doctor``.
 
 Every failure the user can fix ends as one line ``clipasso: error: …`` on stderr and exit
-status 2; output files are written only when the whole job succeeded, each atomically.
+status 2; output files are written only when the whole job succeeded, each atomically. ``batch``
+goes on past a photo that fails and ends with status 1 when any did.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from importlib import resources
@@ -43,23 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sketch", help="sketch a photo into an SVG", argument_default=argparse.SUPPRESS)
     s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP, GIF, BMP or TIFF); default: the bundled sample photo")
     s.add_argument("-o", "--output", required=True, help="SVG file to write")
-    s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
-    s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
-    s.add_argument("--preset", choices=["auto", "fast", "standard", "paper"],
-                   help="auto (default: fast without a GPU, standard with one), fast (CPU-friendly), standard, paper")
-    s.add_argument("--iterations", type=int, help="optimization steps (preset)")
-    s.add_argument("--seeds", type=int, help="random starts run together, the best is kept (preset)")
-    s.add_argument("--seed", type=int, help="first seed (default 0)")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to compute (default auto)")
-    s.add_argument("--clip", help="CLIP for the loss: RN101 (default), a weights file, or random:ARCH for tests")
-    s.add_argument("--saliency-clip", "--saliency_clip", dest="saliency_clip", help="CLIP ViT for the start points (ViT-B-32)")
-    s.add_argument("--width", type=float, help="stroke width in pixels of the 224-px canvas (default 3)")
-    s.add_argument("--augmentations", type=int, help="augmented pairs per step (default 4)")
-    s.add_argument("--aug-bank", "--aug_bank", dest="aug_bank", type=int, help="augmentation bank size, 0 = fresh each step (preset)")
-    s.add_argument("--early-stop", "--early_stop", dest="early_stop", action=argparse.BooleanOptionalAction, help="stop when the loss stops improving (preset)")
-    s.add_argument("--eval-every", "--eval_every", dest="eval_every", type=int, help="iterations between evaluations (default 10)")
-    s.add_argument("--lr", type=float, help="Adam learning rate in pixels (default 1.0)")
-    s.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="CLIP arithmetic (default auto)")
+    _add_settings_options(s)
     s.add_argument("--mask", action=argparse.BooleanOptionalAction, help="remove the background using --mask-image")
     s.add_argument("--mask-image", dest="mask_image", help="foreground mask (white = keep), same size as the photo")
     s.add_argument("--init-svg", dest="init_svg", help="start from the strokes of this SVG (e.g. an edited sketch)")
@@ -70,6 +54,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="never fetch missing CLIP weights (by default they are downloaded once, on first use)")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     s.add_argument("--engine", metavar="URL", help="compute in a running engine (clipasso serve), e.g. http://127.0.0.1:8765")
+
+    _add_batch_parser(sub)
 
     m = sub.add_parser("models", help="which CLIP weights are present and where to put them")
     m.add_argument("--download", metavar="NAME", help="download OpenAI weights for NAME (RN101, ViT-B-32) into the cache")
@@ -91,6 +77,130 @@ def build_parser() -> argparse.ArgumentParser:
                    help="let jobs name CLIP weights files anywhere on this machine (by default only files in the "
                         "weights folders that `clipasso models` lists)")
     return p
+
+
+def _add_settings_options(s: argparse.ArgumentParser) -> None:
+    """The SketchSettings flags, shared by ``sketch`` and ``batch`` (parsers made with
+    ``argument_default=SUPPRESS``, so a flag not given stays unset and its preset fills it)."""
+    s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
+    s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
+    s.add_argument("--preset", choices=["auto", "fast", "standard", "paper"],
+                   help="auto (default: fast without a GPU, standard with one), fast (CPU-friendly), standard, paper")
+    s.add_argument("--iterations", type=int, help="optimization steps (preset)")
+    s.add_argument("--seeds", type=int, help="random starts run together, the best is kept (preset)")
+    s.add_argument("--seed", type=int, help="first seed (default 0)")
+    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to compute (default auto)")
+    s.add_argument("--clip", help="CLIP for the loss: RN101 (default), a weights file, or random:ARCH for tests")
+    s.add_argument("--saliency-clip", "--saliency_clip", dest="saliency_clip", help="CLIP ViT for the start points (ViT-B-32)")
+    s.add_argument("--width", type=float, help="stroke width in pixels of the 224-px canvas (default 3)")
+    s.add_argument("--augmentations", type=int, help="augmented pairs per step (default 4)")
+    s.add_argument("--aug-bank", "--aug_bank", dest="aug_bank", type=int, help="augmentation bank size, 0 = fresh each step (preset)")
+    s.add_argument("--early-stop", "--early_stop", dest="early_stop", action=argparse.BooleanOptionalAction, help="stop when the loss stops improving (preset)")
+    s.add_argument("--eval-every", "--eval_every", dest="eval_every", type=int, help="iterations between evaluations (default 10)")
+    s.add_argument("--lr", type=float, help="Adam learning rate in pixels (default 1.0)")
+    s.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="CLIP arithmetic (default auto)")
+
+
+
+def _add_batch_parser(sub: Any) -> None:
+    b = sub.add_parser("batch", help="sketch many photos (files, folders) into a folder, resumably",
+                       argument_default=argparse.SUPPRESS,
+                       description="One sketch per photo: OUTDIR/<name>.svg (+ .json, .png), a report OUTDIR/batch.json. "
+                                   "Photos already sketched with the same settings are skipped, so an interrupted batch "
+                                   "resumes. Exit status 0 when every photo succeeded, 1 when any failed.")
+    b.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, and folders of photos (by extension, not recursive)")
+    b.add_argument("-o", "--output", dest="outdir", required=True, metavar="OUTDIR", help="folder for the sketches (created if missing)")
+    _add_settings_options(b)
+    b.add_argument("--png", action="store_true", help="also write OUTDIR/<name>.png (one per level: <name>-<strokes>.png)")
+    b.add_argument("--json", dest="json_out", action="store_true", help="also write the strokes JSON OUTDIR/<name>.json")
+    b.add_argument("--no-download", dest="no_download", action="store_true",
+                   help="never fetch missing CLIP weights (by default they are downloaded once, on first use)")
+    b.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    b.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="compute on Ray: join the cluster at ADDRESS (e.g. 10.0.0.1:6379, or auto), or start a local "
+                        "Ray without one; put it after the photos (or write --ray=ADDRESS). Needs clipasso-inkscape[ray]")
+    b.add_argument("--gpus-per-sketch", dest="gpus_per_sketch", type=float, metavar="F",
+                   help="with --ray: share of a GPU each sketch holds, e.g. 0.25 = four per GPU (default 1 where the cluster "
+                        "has GPUs, else 0)")
+    b.add_argument("--cpus-per-sketch", dest="cpus_per_sketch", type=float, metavar="N",
+                   help="with --ray: CPU cores each sketch holds (default 1; also its torch threads on CPU)")
+
+
+_BATCH_ONLY = {"inputs", "outdir", "png", "json_out", "quiet", "command", "no_download", "ray", "gpus_per_sketch",
+               "cpus_per_sketch"}
+EXIT_FAILED = 1
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from pydantic import ValidationError
+
+    from .batch import run_batch
+    from .settings import SketchSettings
+
+    fields = {k: v for k, v in vars(args).items() if k not in _BATCH_ONLY}
+    try:
+        settings = SketchSettings(**fields)
+    except ValidationError as exc:
+        raise CliError(_validation_message(exc)) from None
+    runner = _ray_runner(args) if hasattr(args, "ray") else None
+    if runner is None and (hasattr(args, "gpus_per_sketch") or hasattr(args, "cpus_per_sketch")):
+        raise CliError("--gpus-per-sketch and --cpus-per-sketch go with --ray")
+
+    quiet = getattr(args, "quiet", False)
+    bar: Any = None
+
+    def on_start(todo: int, skipped: int) -> None:
+        nonlocal bar
+        if skipped and not quiet:
+            print(f"{skipped} photo(s) already sketched with these settings: skipped", file=sys.stderr)
+        if todo and not quiet:
+            from tqdm import tqdm
+
+            bar = tqdm(total=todo, desc="batch", unit="photo", file=sys.stderr, dynamic_ncols=True)
+
+    def on_image(name: str, entry: dict) -> None:
+        if entry["status"] == "failed":
+            line = f"clipasso: {name}: failed: {entry['error']}"
+            if bar is not None:
+                bar.write(line, file=sys.stderr)
+            else:
+                print(line, file=sys.stderr)
+        if bar is not None:
+            bar.update(1)
+
+    try:
+        report = run_batch(args.inputs, args.outdir, settings, png=getattr(args, "png", False),
+                           json_out=getattr(args, "json_out", False), download=not getattr(args, "no_download", False),
+                           runner=runner, on_start=on_start, on_image=on_image)
+    except KeyboardInterrupt:
+        print(f"clipasso: cancelled; finished sketches are kept in {args.outdir}: run the same command to resume",
+              file=sys.stderr)
+        return 130
+    finally:
+        if bar is not None:
+            bar.close()
+    print(f"batch: {report.count('ok')} sketched, {report.count('skipped')} skipped, {report.failed} failed; "
+          f"report {report.path}", file=sys.stderr)
+    if report.random_weights:
+        print("clipasso: warning: RANDOM CLIP WEIGHTS were used: this is a test of the machinery, not a real sketch", file=sys.stderr)
+    return EXIT_FAILED if report.failed else 0
+
+
+def _ray_runner(args: argparse.Namespace) -> Any:
+    """The Ray runner for ``--ray [ADDRESS]`` (Ray is imported only here, and only when asked)."""
+    address = args.ray or None
+    if address and Path(address).exists():
+        raise CliError(f"--ray took {address!r} as the cluster address: put --ray after the photos, or write --ray=ADDRESS")
+    gpus, cpus = getattr(args, "gpus_per_sketch", None), getattr(args, "cpus_per_sketch", 1.0)
+    if gpus is not None and not 0 <= gpus <= 1:
+        raise CliError(f"--gpus-per-sketch must be from 0 to 1 (a share of one GPU), got {gpus:g}")
+    if cpus <= 0:
+        raise CliError(f"--cpus-per-sketch must be above 0, got {cpus:g}")
+    try:
+        from .ray_batch import ray_runner
+    except ImportError as exc:
+        raise CliError(f"--ray needs Ray ({exc}): pip install \"clipasso-inkscape[ray]\"") from None
+    return ray_runner(address, gpus_per_sketch=gpus, cpus_per_sketch=cpus)
 
 
 _SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command", "no_download",
@@ -325,7 +435,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
-    handlers = {"sketch": cmd_sketch, "models": cmd_models, "doctor": cmd_doctor, "serve": cmd_serve}
+    handlers = {"sketch": cmd_sketch, "batch": cmd_batch, "models": cmd_models, "doctor": cmd_doctor, "serve": cmd_serve}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import secrets
@@ -122,6 +123,21 @@ class SketchResult:
         buf = io.BytesIO()
         Image.fromarray(self.render(level), "L").save(buf, format="PNG")
         return buf.getvalue()
+
+    def output_files(self, svg: Path, *, json_path: Optional[Path] = None, png: Optional[Path] = None) -> list[tuple[Path, bytes]]:
+        """The files of this sketch as (path, contents), ready for :func:`write_all_atomic`: the
+        SVG, the strokes JSON if ``json_path``, and the PNG if ``png`` (with several levels, one
+        file per level: ``NAME-<strokes>.png``). The paths are used as given (relative ones stay
+        relative), so a worker can render the files and another process can place them."""
+        outputs: list[tuple[Path, bytes]] = [(svg, self.to_svg().encode("utf-8"))]
+        if json_path is not None:
+            outputs.append((json_path, json.dumps(self.to_json(), indent=1).encode("utf-8")))
+        if png is not None:
+            if len(self.levels) == 1:
+                outputs.append((png, self.png_bytes()))
+            else:
+                outputs += [(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), self.png_bytes(n)) for n in self.levels]
+        return outputs
 
     def to_png(self, path: str | os.PathLike, level: Optional[int] = None) -> None:
         """Write the sketch as a PNG of the photo's size (written whole or not at all)."""
