@@ -1,4 +1,4 @@
-"""Differentiable augmentations shared by sketch and photo (METHOD.md §3).
+"""Differentiable augmentations shared by sketch and photo (docs/method.md §3).
 
 One augmentation is a random perspective (each corner pulled inwards by up to half the
 distortion 0.5 of the side, always applied) followed by a square crop of 80 % of the area resized

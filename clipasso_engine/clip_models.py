@@ -48,7 +48,7 @@ CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
 
-# The models `clipasso models` reports on: the loss model and the saliency model (METHOD.md).
+# The models `clipasso models` reports on: the loss model and the saliency model (docs/method.md).
 DEFAULT_MODELS = ("RN101", "ViT-B-32")
 
 # Tiny towers for tests: same stage names and input size as the real ones, a few ms per image.

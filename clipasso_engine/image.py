@@ -1,6 +1,6 @@
 """Load and check photos, and place them on CLIP's square canvas.
 
-The canvas (METHOD.md, "ours — aspect ratio") is the photo scaled so its long side is
+The canvas (docs/method.md §1, "ours: aspect ratio") is the photo scaled so its long side is
 ``CANVAS`` (224) pixels, centred on a white square. Strokes are optimized in canvas pixels and
 returned in the photo's own pixels; ``Canvas`` converts between the two.
 

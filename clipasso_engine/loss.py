@@ -1,4 +1,4 @@
-"""The CLIPasso loss (METHOD.md §3): geometric L2 on CLIP ResNet stages + semantic cosine.
+"""The CLIPasso loss (docs/method.md §3): geometric L2 on CLIP ResNet stages + semantic cosine.
 
 Images enter as ``(B, 3, 224, 224)`` RGB in [0, 1]; CLIP normalization happens here. The photo
 side is computed once (``photo_targets``, no grad) and compared with many sketch batches.

@@ -1,4 +1,4 @@
-"""The optimization loop (METHOD.md §4), top to bottom in one function.
+"""The optimization loop (docs/method.md §4), top to bottom in one function.
 
 Every (abstraction level, seed) pair is a *group*: its own strokes, its own Adam state (Adam is
 element-wise, so batching groups changes nothing about each one's path). All groups go through

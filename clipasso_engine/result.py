@@ -74,7 +74,7 @@ class SketchResult:
         return to_text(root)
 
     def to_json(self) -> dict[str, Any]:
-        """The strokes JSON of DESIGN.md: width, height, levels, seed, loss, engine, history."""
+        """The strokes JSON (docs/method.md §6, "Strokes JSON"): width, height, levels, seed, loss, engine, history."""
         return {
             "width": self.width,
             "height": self.height,

@@ -1,6 +1,6 @@
 """Where strokes start: CLIP attention saliency × XDoG edges → start-point probabilities → strokes.
 
-METHOD.md section 2. Every map here lives on the square canvas CLIP sees (224×224 pixels,
+docs/method.md §2. Every map here lives on the square canvas CLIP sees (224×224 pixels,
 row i = y, column j = x, origin top-left). Stroke control points come out in canvas pixels with
 pixel (i, j)'s centre at (x, y) = (j + 0.5, i + 0.5).
 """
@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from .clip_models import ClipImageModel, normalize
 
-# XDoG parameters (METHOD.md §2.3).
+# XDoG parameters (docs/method.md §2, step 3).
 XDOG_SIGMA = 0.8
 XDOG_K = 10.0
 XDOG_GAMMA = 0.98
@@ -24,7 +24,7 @@ XDOG_EPS = -0.1
 XDOG_PHI = 200.0
 LUMA = (0.2125, 0.7154, 0.0721)
 
-# Random walk from P0 to P3: each step up to ±2.5 % of the 224 canvas per axis (METHOD.md §2.5).
+# Random walk from P0 to P3: each step up to ±2.5 % of the 224 canvas per axis (docs/method.md §2, step 5).
 STEP_RADIUS = 0.025 * 224
 
 

@@ -1,4 +1,4 @@
-"""SketchSettings: every knob of a sketch with its default (METHOD.md), presets and validation.
+"""SketchSettings: every knob of a sketch with its default (docs/method.md), presets and validation.
 
 Field names are the CLI flag names and the HTTP/extension parameter names. A preset fills the
 fields the caller did not set; a field set explicitly always wins.
@@ -16,7 +16,7 @@ from .devices import auto_preset
 
 PresetName = Literal["auto", "fast", "standard", "paper"]
 
-# METHOD.md §5. `patience` is counted in evaluations (eval_every iterations each) and
+# docs/method.md §5. `patience` is counted in evaluations (eval_every iterations each) and
 # `min_improvement` is relative: the run stops when the best eval loss of every seed has not
 # dropped by that fraction for `patience` evaluations.
 PRESETS: dict[str, dict[str, Any]] = {

@@ -172,7 +172,7 @@ def detached() -> Dict[str, Any]:
 def start_engine(config: Config, url: str) -> "subprocess.Popen[bytes]":
     """Start ``clipasso serve`` in the background, logging to ``<config dir>/engine.log``.
 
-    INKSCAPE.md gotcha 7: the engine gets no handle of Inkscape's stdio pipes (stdin from
+    docs/inkscape.md §3, gotcha 7: the engine gets no handle of Inkscape's stdio pipes (stdin from
     DEVNULL, output to the log file, ``close_fds``) and a session of its own; Inkscape would
     otherwise wait for it. Its pid goes to ``engine.pid`` so it can be found again. The
     caller holds the returned Popen only while waiting for the engine to answer.

@@ -117,7 +117,7 @@ def write_preferences(profile: Path, extension_id: str, params: dict) -> None:
 def run_inkscape(
     document: Path, actions: str, env: dict, cwd: Path, timeout: float = 300
 ) -> subprocess.CompletedProcess:
-    """Real Inkscape, headless under Xvfb, with ``--batch-process --actions=…`` (INKSCAPE.md)."""
+    """Real Inkscape, headless under Xvfb, with ``--batch-process --actions=…`` (docs/inkscape.md)."""
     return subprocess.run(
         ["xvfb-run", "-a", "inkscape", "--batch-process", f"--actions={actions}", str(document)],
         env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd,

@@ -235,7 +235,7 @@ def test_random_rn101_is_the_real_architecture_with_useful_gradients():
     assert model.arch == "RN101" and model.embed_dim == 512 and model.input_size == 224
     x = normalize(images(1)).requires_grad_(True)
     emb, taps = model.features(x)
-    assert taps["layer2"].shape == (1, 512, 28, 28)  # METHOD.md §3
+    assert taps["layer2"].shape == (1, 512, 28, 28)  # docs/method.md §3
     assert taps["layer3"].shape == (1, 1024, 14, 14)
     assert emb.shape == (1, 512) and torch.isfinite(emb).all()
     (taps["layer2"].square().mean() + taps["layer3"].square().mean() + emb.norm()).backward()

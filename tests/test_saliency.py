@@ -1,4 +1,4 @@
-"""Saliency initialization (METHOD.md §2) on real photos, with a tiny random ViT for attention."""
+"""Saliency initialization (docs/method.md §2) on real photos, with a tiny random ViT for attention."""
 
 from __future__ import annotations
 

@@ -8,7 +8,7 @@ from the point-to-segment distance):
     coverage = clamp(min(d + w/2, 1/2) - max(d - w/2, -1/2), 0, 1)
 
 which for ``w >= 1`` is ``clamp(w/2 + 1/2 - d, 0, 1)``, the analytic 1-px anti-aliasing band of
-METHOD.md, and for hair-lines ``w < 1`` keeps the ink area right. Strokes composite as black ink:
+docs/method.md, and for hair-lines ``w < 1`` keeps the ink area right. Strokes composite as black ink:
 ``ink = 1 - Π_i (1 - coverage_i)``. Within one stroke coverage is the maximum over its chords, so
 chords never darken their own joints (what cairo and Inkscape draw for one path).
 
