@@ -86,6 +86,32 @@ def bare_clip_ms(clip, batch: int, device: torch.device, runs: int) -> float:
     return statistics.median(times) * 1e3
 
 
+def step_gflop(clip, batch: int, device: torch.device) -> float:
+    """Arithmetic of the CLIP part of one step (forward + backward to the input, no weight
+    gradients) on ``batch`` images, GFLOP, as torch's FLOP counter sees it (convs and matmuls)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    x = torch.rand(batch, 3, 224, 224, device=device, requires_grad=True)
+    with FlopCounterMode(display=False) as counter:
+        emb, stages = clip.features(normalize(x), ("layer2", "layer3"))
+        (emb.sum() + sum(s.square().mean() for s in stages.values())).backward()
+    return counter.get_total_flops() / 1e9
+
+
+def matmul_gflops(dtype: torch.dtype, runs: int, n: int = 2048) -> float:
+    """This CPU's own rate for a large square matrix product in ``dtype``, GFLOP/s: the most a
+    step made of convolutions (lowered to the same kind of kernels) can hope for."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(2):
+        a @ b
+    times = []
+    for _ in range(max(runs, 3)):
+        t0 = time.perf_counter()
+        a @ b
+        times.append(time.perf_counter() - t0)
+    return 2 * n**3 / min(times) / 1e9
+
+
 def sketch_seconds(settings: SketchSettings) -> float:
     """Wall time of one whole ``sketch()`` of the astronaut photo, s."""
     t0 = time.perf_counter()
@@ -127,6 +153,25 @@ def main() -> None:
                 print(f"| {device.type} | {seeds} | {batch} | {label} | {ms:.0f} | {bare:.0f} | {ms / bare:.2f} |", flush=True)
                 if precision == resolve_precision("auto", device):
                     per_step[(device.type, seeds)] = ms
+
+    if any(d.type == "cpu" for d in devices):
+        cpu = torch.device("cpu")
+        clip = get_clip(args.clip, cpu)
+        precision = resolve_precision("auto", cpu)
+        dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+        peak = matmul_gflops(dtype, args.runs)
+        print(f"\nHow close the CPU loop runs to this CPU's own {precision} matrix-product rate ({peak:.0f} GFLOP/s on "
+              f"{args.threads} threads, {2048}² matmul): the CLIP part of a step is fixed arithmetic (forward + backward to "
+              "the pixels, per image), so a faster step needs less arithmetic, not better kernels.")
+        print("| seeds | images | GFLOP per step | loop ms/step | achieved GFLOP/s | % of matmul rate | fastest step the rate allows, ms |")
+        print("|---|---|---|---|---|---|---|")
+        for (dev, seeds), ms in sorted(per_step.items()):
+            if dev != "cpu":
+                continue
+            gflop = step_gflop(clip, seeds * (AUGS + 1), cpu)
+            rate = gflop / (ms / 1e3)
+            print(f"| {seeds} | {seeds * (AUGS + 1)} | {gflop:.0f} | {ms:.0f} | {rate:.0f} | {100 * rate / peak:.0f} % | "
+                  f"{gflop / peak * 1e3:.0f} |", flush=True)
 
     print("\nWhole sketch per preset at the default precision, no early stop: set-up + iterations × ms/step (a seed")
     print("count that was not measured is interpolated linearly). Set-up: photo, saliency start, augmentation bank")

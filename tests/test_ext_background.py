@@ -455,8 +455,11 @@ def test_still_running_updates_the_label_and_says_how_long(setup, tmp_path):
 def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(setup, tmp_path):
     placed, job = fast_background_sketch(setup, tmp_path)
     wait_for(setup, job)
-    # a job that fails in the engine (its CLIP weights file does not exist), and one it never had
-    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": str(tmp_path / "none.pt")})
+    # a job that fails in the engine (its CLIP weights file does not exist; named in a weights folder,
+    # as the engine refuses at submit a file named anywhere else), and one it never had
+    missing = os.path.expanduser("~/.cache/clip/none.pt")
+    assert not os.path.exists(missing)
+    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": missing})
     assert wait_for(setup, failing)["state"] == "failed"
 
     def two_more(root):
