@@ -91,6 +91,8 @@ def sketch(
         groups = []
         for n in levels:
             start = initial_strokes(prob.cpu(), n, seeds, uniform=uniform, valid=canvas.valid)  # (S, n, 4, 2)
+            if weights is not None and (regions.subject is not None or regions.avoid is not None):
+                start = regions.keep_inside(start, weights)
             for s, pts in zip(seeds, start):
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)

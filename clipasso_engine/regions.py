@@ -33,6 +33,7 @@ MAX_VERTICES = 10_000             # per polygon: a curve flattened to 0.5 px nee
 FAR_OUTSIDE = 1.0                 # a vertex may lie up to this many photo long sides beyond an edge
 SUPERSAMPLE = 4                   # sample points per canvas pixel and axis
 AVOID_RAMP = 8.0                  # canvas px: the avoid field grows by 1 every this far inside the zone
+KEEP_TRIES = 4                    # halvings of a start stroke's step that leaves the allowed area
 
 
 class RegionError(ValueError):
@@ -131,17 +132,47 @@ class RegionMasks:
         return w
 
     def avoid_field(self) -> Optional[torch.Tensor]:
-        """The ink penalty per canvas pixel ``(C, C)``, or None without avoid zones: the zone's
-        coverage times ``1 + d / AVOID_RAMP``, ``d`` the pixel's distance (canvas px) to the zone's
-        outside. Ink deep in the zone costs more than ink near its edge, so the gradient pushes a
-        stroke out of the zone instead of only shrinking it where it lies."""
-        if self.avoid is None:
+        """The ink penalty per canvas pixel ``(C, C)``, or None without avoid or subject regions:
+        the avoid zones and everything outside the subject ("sketch only this"), each pixel's
+        share of them times ``1 + d / AVOID_RAMP``, ``d`` its distance (canvas px) to where ink is
+        free. Ink deep in a zone costs more than ink near its edge, so the gradient pushes a stroke
+        out of the zone instead of only shrinking it where it lies."""
+        zones = []
+        if self.avoid is not None:
+            zones.append(self.avoid.numpy())
+        if self.subject is not None:
+            zones.append(1.0 - self.subject.numpy())
+        if not zones:
             return None
         from scipy.ndimage import distance_transform_edt
 
-        cov = self.avoid.numpy()
+        cov = np.maximum.reduce(zones) if len(zones) > 1 else zones[0]
         depth = distance_transform_edt(cov > 0).astype(np.float32)
-        return torch.from_numpy(cov * (1.0 + depth / AVOID_RAMP))
+        return torch.from_numpy((cov * (1.0 + depth / AVOID_RAMP)).astype(np.float32))
+
+    def keep_inside(self, points: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """Start strokes ``(..., 4, 2)`` (canvas px) whose P1..P3 stay where strokes may start
+        (``weights > 0``, from :meth:`start_weights`): a control point that lands outside is
+        pulled halfway back to the one before, up to ``KEEP_TRIES`` times, then onto it. With a
+        convex subject the whole curve then lies inside (it stays in its control points' hull)."""
+        allowed = weights > 0
+        size = allowed.shape[-1]
+
+        def ok(p: torch.Tensor) -> torch.Tensor:
+            ij = p.floor().long().clamp(0, size - 1)
+            return allowed[ij[..., 1], ij[..., 0]] & (p >= 0).all(-1) & (p < size).all(-1)
+
+        out = points.clone()
+        for k in range(1, 4):
+            prev, cur = out[..., k - 1, :], out[..., k, :]
+            for _ in range(KEEP_TRIES):
+                bad = ~ok(cur)
+                if not bool(bad.any()):
+                    break
+                cur = torch.where(bad.unsqueeze(-1), (prev + cur) / 2, cur)
+            cur = torch.where((~ok(cur)).unsqueeze(-1), prev, cur)
+            out[..., k, :] = cur
+        return out
 
 
 def canvas_masks(regions: Sequence[Region], canvas: "Canvas") -> RegionMasks:

@@ -140,6 +140,11 @@ def test_strokes_start_inside_the_subject_and_outside_avoid_zones(cat):
         p0 = starts(res)
         assert inside(subject, p0).all(), saliency
         assert not inside(avoid, p0).any(), saliency
+        # the random walk to P1..P3 is held back too: every control point is allowed, so the
+        # curves (inside their control points' hull) start inside the convex subject
+        every = np.array([p for s in res.strokes for p in s.points])
+        assert inside(subject, every).all(), saliency
+        assert not inside(avoid, every).any(), saliency
     free = starts(sketch(cat, settings(seeds=4, strokes=16, saliency=False)))
     assert not inside(subject, free).all()                  # without regions they do go elsewhere
 
@@ -178,6 +183,10 @@ def test_avoid_penalty_keeps_the_final_ink_out_of_the_zone(cat):
     with_zone = ink_inside([{"role": "avoid", "polygon": zone}])
     assert without > 0.2, without
     assert with_zone < 0.05, (with_zone, without)
+    # outside the subject counts as a zone to keep empty too ("sketch only this")
+    right = [[75, 0], [150, 0], [150, 100], [75, 100]]
+    only_right = ink_inside([{"role": "subject", "polygon": right}])
+    assert only_right < 0.05, (only_right, without)
 
 
 # --- CLI ----------------------------------------------------------------------------------------
