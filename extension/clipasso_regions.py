@@ -26,6 +26,7 @@ ROLES = ("subject", "detail", "avoid")
 TOLERANCE = 0.5          # photo pixels between a curve and its polygon
 MAX_VERTICES = 10000     # the engine's limit per polygon
 MAX_REGIONS = 100        # the engine's limit per sketch
+MIN_AREA = 0.01          # squared photo pixels: a subpath enclosing less (a line) marks nothing
 SHAPES = (inkex.PathElement, inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)
 Point = Tuple[float, float]
 
@@ -96,9 +97,14 @@ def shape_rings(shape: inkex.BaseElement, to_pixels: inkex.Transform) -> List[Li
             ring += flatten_cubic(a[1], a[2], b[0], b[1])
         if len(ring) > 1 and math.hypot(ring[-1][0] - ring[0][0], ring[-1][1] - ring[0][1]) < 1e-9:
             ring.pop()                      # closed: the engine closes every polygon itself
-        if len(ring) >= 3:
+        if len(ring) >= 3 and abs(ring_area(ring)) > MIN_AREA:
             rings.append(ring)
     return rings
+
+
+def ring_area(ring: Sequence[Point]) -> float:
+    """Signed area (shoelace) of a closed ring, in squared photo pixels."""
+    return 0.5 * sum(a[0] * b[1] - b[0] * a[1] for a, b in zip(ring, list(ring[1:]) + [ring[0]]))
 
 
 def join_rings(rings: Sequence[List[Point]]) -> List[Point]:
@@ -141,7 +147,10 @@ def clip_to_box(polygon: Sequence[Point], x0: float, y0: float, x1: float, y1: f
 
 
 def shape_name(shape: inkex.BaseElement) -> str:
-    label = shape.get("inkscape:label")
+    """How the designer finds the shape: its label, or its id when the label is only a role."""
+    label = (shape.get("inkscape:label") or "").strip()
+    if label.lower() in ROLES:
+        label = ""
     return "'{}'".format(label or shape.get("id") or shape.TAG)
 
 

@@ -12,7 +12,6 @@ In the background (the default) the run only submits the job and leaves a placeh
 above the photo (``clipasso_jobs``); Insert finished sketches puts the strokes in later.
 """
 
-import argparse
 import warnings
 from typing import Any, Dict, List, Optional
 
@@ -84,8 +83,6 @@ class Sketch(EngineExtension):
         pars.add_argument("--seeds", type=int, default=0, help="random starts, best kept; 0 = the preset's")
         pars.add_argument("--width", type=float, default=3.0, help="stroke width in pixels of the 224-px canvas")
         pars.add_argument("--region_role", default="subject", choices=ROLES, help="what selected shapes mean")
-        # the old "Remove the background first" box: a preference saved by an earlier version is accepted and ignored
-        pars.add_argument("--mask", type=inkex.Boolean, default=False, help=argparse.SUPPRESS)
 
     def effect(self):
         image = selected_image(self.svg)
