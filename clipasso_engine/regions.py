@@ -1,4 +1,4 @@
-"""Drawn regions (docs/method.md §6): polygons in photo pixels that say what the subject is,
+"""Drawn regions (docs/method.md §9): polygons in photo pixels that say what the subject is,
 where more detail goes and which zones stay empty.
 
 A region is ``{"role": "subject" | "detail" | "avoid", "polygon": [[x, y], ...]}`` in the

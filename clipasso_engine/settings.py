@@ -29,9 +29,10 @@ MAX_STROKES = 256
 MAX_ITERATIONS = 20000
 MAX_SEEDS = 16
 MAX_LOSS_WEIGHT = 1000.0             # far above any useful weight; larger ones overflow the loss to infinity
-# docs/method.md §6: the avoid penalty is the inked fraction of the canvas inside the avoid zones
-# (weighted deeper inside). At 100, one 3-px stroke lying 50 canvas px deep in a zone adds ~0.5,
-# the size of the whole CLIP loss of a sketch, while strokes outside the zones feel nothing.
+# docs/method.md §9: the avoid penalty is the inked fraction of the canvas inside the avoid zones
+# (weighted deeper inside). At 100, one 3-px stroke 50 canvas px long at a zone's edge adds ~0.3,
+# more deeper in; Adam moves points at ~lr px per step whatever the scale, so the weight only
+# decides where CLIP and the penalty disagree, and strokes outside the zones feel nothing.
 DEFAULT_AVOID_WEIGHT = 100.0
 
 

@@ -1,4 +1,4 @@
-"""Shapes the designer drew over the photo, as the engine's regions (docs/method.md §6).
+"""Shapes the designer drew over the photo, as the engine's regions (docs/method.md §9).
 
 Each selected shape (path, rect, circle, ellipse, polygon, and those inside selected groups)
 becomes one region: its outline mapped into the photo's pixels through the inverse of the
