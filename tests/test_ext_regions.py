@@ -167,7 +167,7 @@ def setup(tmp_path_factory):
     url = f"http://127.0.0.1:{free_port()}"
     out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
     assert out.returncode == 0, out.stdout + out.stderr
-    yield {"profile": profile, "config": config, "env": env, "scripts": profile / "extensions" / "clipasso"}
+    yield {"profile": profile, "config": config, "env": env, "scripts": profile / "extensions" / "clipasso", "url": url}
     kill_engine(config)
 
 
@@ -220,3 +220,36 @@ def test_a_shape_without_area_is_one_message(setup, tmp_path):
     assert out.returncode == ABORT_STATUS, out.stderr
     assert "'open' encloses no area" in out.stderr
     assert not (tmp_path / "out.svg").exists() and doc.read_text() == text
+
+
+@needs_inkscape_python
+def test_refine_reads_a_selected_closed_shape_as_a_zone_to_keep_empty(setup, tmp_path):
+    """Refine with strokes and a rectangle selected: the rectangle is not refined (it stays as it
+    was), and the job the engine got carries it as an avoid region in the photo's pixels."""
+    import requests
+
+    from clipasso_engine.client import read_token
+
+    doc = tmp_path / "in.svg"
+    strokes = ('<path id="s1" d="M 60 60 C 70 70 80 60 90 70" style="fill:none;stroke:#000"/>'
+               '<path id="s2" d="M 120 100 C 130 110 140 100 150 110" style="fill:none;stroke:#000"/>'
+               '<rect id="corner" x="20" y="30" width="40" height="30" style="fill:none;stroke:#c00"/>')
+    doc.write_text(document(strokes))
+    args = ["--id=s1", "--id=s2", "--id=corner", "--id=img1", "--iterations=3", "--preset=fast",
+            "--open_preview=false", "--background=false"]
+    out = run_fast(setup["scripts"] / "clipasso_refine.py", args, doc, tmp_path / "out.svg", setup["env"])
+    assert out.returncode == 0, out.stderr
+    after = element_snapshot(tmp_path / "out.svg", ["corner", "img1"])
+    assert after == element_snapshot(doc, ["corner", "img1"])
+    refined = etree.parse(str(tmp_path / "out.svg")).getroot()
+    assert refined.xpath("//*[@id='s1']")[0].get("d") != "M 60 60 C 70 70 80 60 90 70"
+
+    auth = {"Authorization": "Bearer " + read_token(str(setup["config"]))}
+    job = requests.get(setup["url"] + "/v1/jobs", headers=auth, timeout=30).json()["jobs"][0]["id"]     # newest first
+    status = requests.get(f"{setup['url']}/v1/jobs/{job}", headers=auth, timeout=30).json()
+    (region,) = status["regions"]
+    assert region["role"] == "avoid"
+    # the rect (20, 30, 40×30 user units in a layer moved by (5, 7)) over the photo at (20, 30),
+    # 160 units for 64 px: pixels x 0..16, y 0..12
+    poly = np.array(region["polygon"])
+    assert np.allclose(poly.min(0), [0, 0], atol=1e-6) and np.allclose(poly.max(0), [16, 12], atol=1e-6)
