@@ -8,7 +8,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import __version__
-from .clip_models import get_clip
+from .clip_models import ClipImageModel, get_clip
 from .devices import resolve_device, resolve_precision
 from .image import Canvas, ImageError, ImageInput, load_image, make_canvas, photo_size
 from .loss import ClipassoLoss
@@ -59,9 +59,9 @@ def sketch(
             run goes on from its step and ends with the strokes the uninterrupted run would have.
 
     Returns a SketchResult in photo pixels. Raises ``ImageError`` for unusable images,
-    ``RegionError`` (a ``ValueError``) for a drawn region
-    that misses the photo, ``WeightsMissingError`` when CLIP weights are absent, ``MemoryBudgetError`` when the job would
-    not fit in the device's free memory, ``ValueError`` for bad arguments.
+    ``RegionError`` (a ``ValueError``) for drawn regions that miss the photo or leave no pixel to
+    start on, ``WeightsMissingError`` when CLIP weights are absent, ``MemoryBudgetError`` when the
+    job would not fit in the device's free memory, ``ValueError`` for bad arguments.
     """
     settings = settings or SketchSettings()
     started = time.perf_counter()
@@ -162,8 +162,8 @@ def sketch(
     )
 
 
-def _start_probabilities(photo: torch.Tensor, saliency_model, canvas: Canvas, weights: Optional[torch.Tensor],
-                         min_pixels: int) -> torch.Tensor:
+def _start_probabilities(photo: torch.Tensor, saliency_model: Optional[ClipImageModel], canvas: Canvas,
+                         weights: Optional[torch.Tensor], min_pixels: int) -> torch.Tensor:
     """Where strokes start ``(C, C)``: saliency × edges (or uniform over the photo), times the
     regions' ``weights`` (0 outside the subject and in avoid zones, ``detail_weight`` in detail
     zones), renormalized."""

@@ -75,7 +75,8 @@ def inside_even_odd(polygon: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.n
     b = np.roll(polygon, -1, axis=0)
     out = np.zeros((len(ys), len(xs)), dtype=bool)
     ylo, yhi = np.minimum(a[:, 1], b[:, 1]), np.maximum(a[:, 1], b[:, 1])
-    for r, y in enumerate(ys):
+    for r in np.nonzero((ys >= ylo.min()) & (ys < yhi.max()))[0]:          # rows the polygon spans
+        y = ys[r]
         hit = (ylo <= y) & (y < yhi)
         if not hit.any():
             continue
