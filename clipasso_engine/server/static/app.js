@@ -121,7 +121,7 @@ function showRegions(job) {
   svg.replaceChildren();
   svg.setAttribute("viewBox", `0 0 ${job.width} ${job.height}`);
   for (const region of job.regions || []) {
-    const poly = document.createElementNS("http://www.w3.org/2000/svg", "polygon");
+    const poly = document.createElementNS(svg.namespaceURI, "polygon");   // the HTML parser made <svg> an SVG element
     poly.setAttribute("points", region.polygon.map((p) => p[0] + "," + p[1]).join(" "));
     poly.setAttribute("class", region.role);
     svg.append(poly);
