@@ -8,12 +8,13 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import __version__
-from .clip_models import get_clip
+from .clip_models import ClipImageModel, get_clip
 from .devices import resolve_device, resolve_precision
 from .image import Canvas, ImageError, ImageInput, load_image, make_canvas, photo_size
 from .loss import ClipassoLoss
 from .memory import check_fits
 from .optimize import CheckpointFn, Group, LoopState, optimize
+from .regions import RegionMasks, canvas_masks
 from .result import SketchResult, finite_or_none
 from .saliency import initial_strokes, start_probabilities
 from .settings import SketchSettings
@@ -49,7 +50,8 @@ def sketch(
             and one seed.
         locked: indices into ``init_strokes`` that stay fixed (drawn, in the loss, never moved).
         mask: foreground mask image (white = keep) for ``settings.mask``; the background of the
-            photo is replaced by white before sketching.
+            photo is replaced by white before sketching. ``settings.regions`` (subject polygons)
+            whiten the photo too; with both, only what both keep is kept.
         download: fetch missing OpenAI CLIP weights (once, into the cache); else they must be present.
         on_checkpoint: called with the loop's ``LoopState`` every ``checkpoint_seconds`` (0: every
             step) and when ``should_stop`` stops the run; ``state.to_bytes()`` saves it.
@@ -57,15 +59,18 @@ def sketch(
             run goes on from its step and ends with the strokes the uninterrupted run would have.
 
     Returns a SketchResult in photo pixels. Raises ``ImageError`` for unusable images,
-    ``WeightsMissingError`` when CLIP weights are absent, ``MemoryBudgetError`` when the job would
-    not fit in the device's free memory, ``ValueError`` for bad arguments.
+    ``RegionError`` (a ``ValueError``) for drawn regions that miss the photo or leave no pixel to
+    start on, ``WeightsMissingError`` when CLIP weights are absent, ``MemoryBudgetError`` when the
+    job would not fit in the device's free memory, ``ValueError`` for bad arguments.
     """
     settings = settings or SketchSettings()
     started = time.perf_counter()
     img = load_image(image)
     canvas = make_canvas(img)
     device = resolve_device(settings.device)
-    photo = _masked(canvas, mask, settings.mask).to(device)
+    regions = canvas_masks(settings.regions, canvas)             # RegionError before any model loads
+    photo = _masked(canvas, mask, settings.mask, regions).to(device)
+    avoid_field = regions.avoid_field()
 
     clip = get_clip(settings.clip, device, download=download)
     precision = resolve_precision(settings.precision, device)
@@ -80,14 +85,14 @@ def sketch(
             raise ValueError("locked strokes need init_strokes to lock")
         levels, seeds = settings.stroke_counts, settings.seed_list
         saliency_model = get_clip(settings.saliency_clip, device, download=download) if settings.saliency else None
-        prob = (
-            start_probabilities(photo, saliency_model, valid=canvas.valid.to(device), min_pixels=max(levels))
-            if saliency_model is not None
-            else canvas.valid.float() / canvas.valid.sum()
-        )
+        weights = regions.start_weights(canvas.valid, settings.detail_weight)   # None without regions
+        prob = _start_probabilities(photo, saliency_model, canvas, weights, max(levels))
+        uniform = saliency_model is None and weights is None
         groups = []
         for n in levels:
-            start = initial_strokes(prob.cpu(), n, seeds, uniform=saliency_model is None, valid=canvas.valid)  # (S, n, 4, 2)
+            start = initial_strokes(prob.cpu(), n, seeds, uniform=uniform, valid=canvas.valid)  # (S, n, 4, 2)
+            if weights is not None and (regions.subject is not None or regions.avoid is not None):
+                start = regions.keep_inside(start, weights)
             for s, pts in zip(seeds, start):
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)
@@ -118,6 +123,8 @@ def sketch(
         on_checkpoint=on_checkpoint,
         checkpoint_seconds=checkpoint_seconds,
         resume=resume,
+        avoid_field=avoid_field.to(device) if avoid_field is not None else None,
+        avoid_weight=settings.avoid_weight,
     )
 
     result_levels: dict[int, list[Stroke]] = {}
@@ -155,10 +162,32 @@ def sketch(
     )
 
 
-def _masked(canvas: Canvas, mask: Optional[ImageInput], use_mask: bool) -> torch.Tensor:
-    """The canvas photo, with the background made white when a mask is used."""
+def _start_probabilities(photo: torch.Tensor, saliency_model: Optional[ClipImageModel], canvas: Canvas,
+                         weights: Optional[torch.Tensor], min_pixels: int) -> torch.Tensor:
+    """Where strokes start ``(C, C)``: saliency × edges (or uniform over the photo), times the
+    regions' ``weights`` (0 outside the subject and in avoid zones, ``detail_weight`` in detail
+    zones), renormalized."""
+    device = photo.device
+    if saliency_model is None:
+        prob = canvas.valid.float() / canvas.valid.sum()
+    else:
+        allowed = None if weights is None else (weights > 0).to(device)
+        prob = start_probabilities(photo, saliency_model, valid=canvas.valid.to(device), mask=allowed,
+                                   min_pixels=min_pixels)
+    if weights is None:
+        return prob
+    prob = prob * weights.to(prob.device)
+    if not bool((prob > 0).any()):                 # saliency found nothing left in the allowed pixels
+        prob = weights.to(prob.device).clone()
+    return prob / prob.sum()
+
+
+def _masked(canvas: Canvas, mask: Optional[ImageInput], use_mask: bool, regions: Optional[RegionMasks] = None) -> torch.Tensor:
+    """The canvas photo, with the background made white where the mask image (when used) or the
+    subject regions (when drawn) do not keep it; both together keep their intersection."""
+    keep = None if regions is None or regions.subject is None else regions.subject.view(1, 1, *regions.subject.shape)
     if not use_mask:
-        return canvas.pixels
+        return canvas.pixels if keep is None else canvas.pixels * keep + (1.0 - keep)
     if mask is None:
         raise ImageError(
             "background removal (mask) needs a foreground mask: pass one (white = keep), or turn mask off; "
@@ -168,8 +197,8 @@ def _masked(canvas: Canvas, mask: Optional[ImageInput], use_mask: bool) -> torch
     mw, mh = photo_size(m)
     if (mw, mh) != (canvas.width, canvas.height):
         raise ImageError(f"the mask is {mw}×{mh} but the photo is {canvas.width}×{canvas.height}")
-    keep = make_canvas(m).pixels.mean(1, keepdim=True)                       # (1, 1, C, C)
-    keep = keep * canvas.valid.float()
+    mask_keep = make_canvas(m).pixels.mean(1, keepdim=True)                  # (1, 1, C, C)
+    keep = mask_keep * canvas.valid.float() * (1.0 if keep is None else keep)
     return canvas.pixels * keep + (1.0 - keep)
 
 

@@ -100,6 +100,26 @@ def _add_settings_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--eval-every", "--eval_every", dest="eval_every", type=int, help="iterations between evaluations (default 10)")
     s.add_argument("--lr", type=float, help="Adam learning rate in pixels (default 1.0)")
     s.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="CLIP arithmetic (default auto)")
+    s.add_argument("--regions", type=_regions_file, metavar="FILE.json",
+                   help="drawn regions: a JSON list of {\"role\": \"subject\"|\"detail\"|\"avoid\", \"polygon\": [[x, y], ...]} "
+                        "in photo pixels (even-odd fill)")
+    s.add_argument("--detail-weight", "--detail_weight", dest="detail_weight", type=float,
+                   help="start probability multiplier inside detail regions (default 4)")
+    s.add_argument("--avoid-weight", "--avoid_weight", dest="avoid_weight", type=float,
+                   help="weight of the penalty on ink inside avoid regions (default 100)")
+
+
+def _regions_file(path: str) -> list:
+    """The list in a ``--regions`` JSON file (each entry is checked as ``SketchSettings.regions``)."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise argparse.ArgumentTypeError(f"cannot read {path}: {exc.strerror}") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise argparse.ArgumentTypeError(f"{path} is not valid JSON ({exc})") from None
+    if not isinstance(data, list):
+        raise argparse.ArgumentTypeError(f"{path} must hold a JSON list of {{\"role\", \"polygon\"}} objects")
+    return data
 
 
 
@@ -389,7 +409,8 @@ def _validation_message(exc: Any) -> str:
     parts = []
     for err in exc.errors():
         where = ".".join(str(x) for x in err["loc"]) or "settings"
-        parts.append(f"--{where.replace('_', '-')}: {err['msg']}")
+        msg = err["msg"].removeprefix("Value error, ")       # our validators' own messages
+        parts.append(f"--{where.replace('_', '-')}: {msg}")
     return "bad settings: " + "; ".join(parts)
 
 

@@ -23,6 +23,7 @@ import torch
 from . import augment
 from .loss import ClipassoLoss
 from .raster import render
+from .regions import ink_penalty
 
 # on_progress(iteration, training loss, points (N, 4, 2), widths (N,)) after each step, for the
 # group with the lowest training loss among the main level's groups, in the state that loss
@@ -120,6 +121,8 @@ def optimize(
     checkpoint_seconds: float = 5.0,
     resume: Optional[LoopState] = None,
     progress_every: int = 1,
+    avoid_field: Optional[torch.Tensor] = None,
+    avoid_weight: float = 0.0,
 ) -> RunOutcome:
     """Optimize all groups against ``photo (1, 3, C, C)`` in [0, 1]; return each group's best state.
 
@@ -127,7 +130,10 @@ def optimize(
     waits for the device, so on a GPU it is called only where the loop reads results anyway.
     ``on_checkpoint`` gets a ``LoopState`` at the start of a step once ``checkpoint_seconds`` have
     passed since the last one (0: every step), and when ``should_stop`` stops the run. ``resume``:
-    go on from such a state (raises ``ValueError`` when it belongs to another batch)."""
+    go on from such a state (raises ``ValueError`` when it belongs to another batch).
+    ``avoid_field`` ``(C, C)`` (``regions.RegionMasks.avoid_field``): ``avoid_weight`` times the ink
+    there (``regions.ink_penalty``) is added to every group's loss, training and eval alike, so
+    the best state kept is one that keeps out of the zones too."""
     device = photo.device
     size = photo.shape[-1]
     G = len(groups)
@@ -201,6 +207,10 @@ def optimize(
         batch = torch.cat(views, dim=1).reshape(G * (A + 1), 3, size, size)     # (G·(A+1), 3, C, C)
         per_image = loss_fn(batch, targets).view(G, A + 1)                      # (G, A+1)
         per_group = per_image.mean(1)                                           # (G,)
+        if avoid_field is not None and avoid_weight > 0:
+            penalty = avoid_weight * ink_penalty(ink, avoid_field)              # (G,)
+            per_group = per_group + penalty
+            per_image = per_image + penalty.detach().unsqueeze(1)               # the eval loss counts it too
 
         evaluate = it % eval_every == 0 or it == iterations - 1
         if evaluate:

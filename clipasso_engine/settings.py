@@ -13,6 +13,7 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .devices import auto_preset
+from .regions import Region, check_regions
 
 PresetName = Literal["auto", "fast", "standard", "paper"]
 
@@ -28,6 +29,11 @@ MAX_STROKES = 256
 MAX_ITERATIONS = 20000
 MAX_SEEDS = 16
 MAX_LOSS_WEIGHT = 1000.0             # far above any useful weight; larger ones overflow the loss to infinity
+# docs/method.md §9: the avoid penalty is the inked fraction of the canvas inside the avoid zones
+# (weighted deeper inside). At 100, one 3-px stroke 50 canvas px long at a zone's edge adds ~0.3,
+# more deeper in; Adam moves points at ~lr px per step whatever the scale, so the weight only
+# decides where CLIP and the penalty disagree, and strokes outside the zones feel nothing.
+DEFAULT_AVOID_WEIGHT = 100.0
 
 
 def default_clip() -> str:
@@ -73,6 +79,13 @@ class SketchSettings(BaseModel):
     )
     semantic_weight: float = Field(0.1, ge=0, le=MAX_LOSS_WEIGHT, allow_inf_nan=False,
                                    description="weight of 1 - cosine of the CLIP embeddings")
+    regions: list[Region] = Field(
+        default_factory=list, description="drawn regions: [{role: subject|detail|avoid, polygon: [[x, y], ...]}] in photo pixels, even-odd fill"
+    )
+    detail_weight: float = Field(4.0, ge=1, le=100, allow_inf_nan=False,
+                                 description="start probability multiplier inside detail regions")
+    avoid_weight: float = Field(DEFAULT_AVOID_WEIGHT, ge=0, le=MAX_LOSS_WEIGHT, allow_inf_nan=False,
+                                description="weight of the penalty on ink inside avoid regions")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="CLIP arithmetic: auto = bf16 on CPUs with native bf16, fp16 on CUDA, else fp32; fp32 is the exact reference"
     )
@@ -88,6 +101,12 @@ class SketchSettings(BaseModel):
             if not 1 <= n <= MAX_STROKES:
                 raise ValueError(f"each level must be a stroke count from 1 to {MAX_STROKES}, got {n}")
         return sorted(set(v))
+
+    @field_validator("regions")
+    @classmethod
+    def _regions(cls, v: list[Region]) -> list[Region]:
+        check_regions(v)                   # RegionError is a ValueError: one message naming the polygon
+        return v
 
     @field_validator("geometric_weights")
     @classmethod

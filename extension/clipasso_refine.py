@@ -7,6 +7,9 @@ strokes: they shape the result but do not move. When the job is done every selec
 redrawn in place (same element, id, style and transform), each segment now a separate
 one-segment piece of it; nothing else changes.
 
+Closed shapes selected with the strokes (``clipasso_regions``) are not refined: they mark the
+subject, places for more detail or zones to keep empty (the default: "keep this corner empty").
+
 In the background (the default) the paths stay as they are: the run leaves a placeholder layer
 on top of their layer, and Insert finished sketches redraws them once the job is done.
 """
@@ -25,6 +28,7 @@ from clipasso_common import (  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import new_placeholder, place_hint  # noqa: E402
 from clipasso_placement import pixels_to_document, pixels_to_local  # noqa: E402
+from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
 
 LOCK_CHOICES = ("none", "locked", "unselected")
@@ -107,9 +111,11 @@ class Refine(EngineExtension):
         pars.add_argument("--tab", default="refine", help="the dialog tab that was open (Inkscape sends it; unused)")
         add_engine_arguments(pars, "auto", ("auto", "fast", "standard", "paper"))
         pars.add_argument("--lock", default="none", choices=LOCK_CHOICES, help="which other strokes stay fixed")
+        pars.add_argument("--region_role", default="avoid", choices=ROLES, help="what selected closed shapes mean")
 
     def effect(self):
-        moving = list(self.svg.selection.get(inkex.PathElement))
+        shapes = [s for s in region_shapes(self.svg.selection.values()) if is_closed(s) or label_role(s)]
+        moving = [p for p in self.svg.selection.get(inkex.PathElement) if p not in shapes]
         if not moving:
             raise inkex.AbortExtension("Select the strokes (paths) to refine first, then run Refine selected strokes again.")
         image = source_image(self.svg, moving)
@@ -119,7 +125,7 @@ class Refine(EngineExtension):
         except ImageReadError as exc:
             raise inkex.AbortExtension(str(exc))
 
-        fixed = fixed_paths(moving, self.options.lock)
+        fixed = [p for p in fixed_paths(moving, self.options.lock) if p not in shapes]
         strokes, owners = [], []
         for path in moving + fixed:
             found = path_strokes(path, -pixels_to_local(image, width, height, path))
@@ -134,6 +140,8 @@ class Refine(EngineExtension):
         locked = [i for i, owner in enumerate(owners) if owner in fixed]
 
         settings = common_settings(self.options)
+        if shapes:
+            settings["regions"] = regions_from_shapes(shapes, image, width, height, self.options.region_role)
         config = Config.load()
         url = self.engine_url(config)
         client = connect(config, url)

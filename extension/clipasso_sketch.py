@@ -5,6 +5,9 @@ The photo's encoded bytes go to the engine as they are; the strokes come back in
 pixels and are placed over the photo (x/y/width/height, preserveAspectRatio, every transform),
 one new layer per abstraction level. Nothing else in the document changes.
 
+Closed shapes selected with the photo mark regions of it (``clipasso_regions``): the subject,
+places for more detail, zones to keep empty. They are read, never changed.
+
 In the background (the default) the run only submits the job and leaves a placeholder layer
 above the photo (``clipasso_jobs``); Insert finished sketches puts the strokes in later.
 """
@@ -22,13 +25,10 @@ from clipasso_common import (  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import add_sketch_placeholder, new_placeholder  # noqa: E402
 from clipasso_placement import pixels_to_document  # noqa: E402
+from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
 
 PRESETS = ("auto", "fast", "standard", "paper")
-NO_MASK_MODEL = (
-    "Removing the background needs a foreground-mask model, which is not part of this version of CLIPasso. "
-    "Untick \"Remove the background first\" and run Sketch from image again."
-)
 
 
 def parse_levels(text: str) -> Optional[List[int]]:
@@ -48,7 +48,7 @@ def sketch_settings(options: Any) -> Dict[str, Any]:
     """The dialog's choices as engine settings; 0 iterations or seeds means the preset's, seed 0
     a new random seed (``clipasso_common.common_settings``)."""
     settings = common_settings(options)
-    settings.update(width=options.width, mask=options.mask)
+    settings["width"] = options.width
     levels = parse_levels(options.levels)
     if levels:
         settings["levels"] = levels
@@ -82,11 +82,9 @@ class Sketch(EngineExtension):
         add_engine_arguments(pars, "auto", PRESETS)
         pars.add_argument("--seeds", type=int, default=0, help="random starts, best kept; 0 = the preset's")
         pars.add_argument("--width", type=float, default=3.0, help="stroke width in pixels of the 224-px canvas")
-        pars.add_argument("--mask", type=inkex.Boolean, default=False, help="remove the background first")
+        pars.add_argument("--region_role", default="subject", choices=ROLES, help="what selected shapes mean")
 
     def effect(self):
-        if self.options.mask:  # kept in the dialog for a later version; the engine has no mask model to make one
-            raise inkex.AbortExtension(NO_MASK_MODEL)
         image = selected_image(self.svg)
         settings = sketch_settings(self.options)
         try:
@@ -94,6 +92,9 @@ class Sketch(EngineExtension):
             shown = display_size(data)
         except ImageReadError as exc:
             raise inkex.AbortExtension(str(exc))
+        shapes = [s for s in region_shapes(self.svg.selection.values()) if is_closed(s) or label_role(s)]
+        if shapes:
+            settings["regions"] = regions_from_shapes(shapes, image, shown[0], shown[1], self.options.region_role)
         config = Config.load()
         url = self.engine_url(config)
         client = connect(config, url)

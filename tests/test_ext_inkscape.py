@@ -297,19 +297,6 @@ def isolated_config(setup, tmp_path: Path, **values) -> dict:
     return dict(setup["env"], CLIPASSO_CONFIG_DIR=str(folder))
 
 
-def test_background_removal_stops_before_the_engine(setup, tmp_path):
-    """The engine has no foreground-mask model: ticking the option says so at once, no engine is
-    contacted or started (the configured one could not even start) and the document stays."""
-    doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
-    env = isolated_config(setup, tmp_path, engine_url=f"http://127.0.0.1:{free_port()}", engine_python=str(tmp_path / "no-python"))
-    out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(mask="true")], doc, tmp_path, env)
-    assert out.returncode == ABORT_STATUS, out.stderr
-    assert "foreground-mask model" in out.stderr and "Untick" in out.stderr and "engine" not in out.stderr.lower()
-    assert out.stdout == "" and not (tmp_path / "out.svg").exists()
-    assert not (tmp_path / "config" / "engine.log").exists()
-
-
 def test_engine_unreachable(setup, tmp_path):
     doc = tmp_path / "in.svg"
     doc.write_text(document(data_uri(png_bytes(photo()))))

@@ -111,3 +111,51 @@ def test_extension_launcher_file_opens_the_page_with_the_token(browser, engine, 
 def _iteration(page) -> int:
     text = page.text_content("#iteration") or "0 /"
     return int(text.split("/")[0].strip() or 0)
+
+
+def test_page_shows_the_drawn_regions_over_the_photo(browser, engine, photo, tmp_path):
+    """A job with drawn regions: the page fetches the photo (GET /v1/jobs/{id}/image, while the
+    job runs) and outlines each region in its role's colour over it."""
+    subject = [[20, 10], [130, 10], [130, 90], [20, 90]]
+    avoid = [[100, 60], [125, 60], [125, 85], [100, 85]]
+    regions = [{"role": "subject", "polygon": subject}, {"role": "avoid", "polygon": avoid}]
+    job = engine.post_job(photo, dict(LONG, seed=303, regions=regions)).json()["id"]
+    wait_for(lambda: engine.get(f"/v1/jobs/{job}?preview=false").json()["iteration"] >= 1)
+    status = engine.get(f"/v1/jobs/{job}").json()
+    assert [r["role"] for r in status["regions"]] == ["subject", "avoid"]
+    assert engine.get(f"/v1/jobs/{job}?preview=false").json()["regions"] == []
+    image = engine.get(f"/v1/jobs/{job}/image")
+    assert image.status_code == 200 and image.headers["content-type"] == "image/png" and image.content == photo
+    assert requests_get_without_token(engine.url + f"/v1/jobs/{job}/image") == 401
+
+    page = browser.new_page(viewport={"width": 1100, "height": 640})
+    page.goto(f"{engine.url}/#token={engine.token}")
+    page.click(f"tr[data-id='{job}']")
+    page.wait_for_selector("#regions polygon.avoid", state="attached")
+    page.wait_for_function("() => { const i = document.getElementById('photo');"
+                           " return !i.hidden && i.complete && i.naturalWidth === 150; }")
+    points = page.eval_on_selector_all("#regions polygon", "ps => ps.map(p => [p.getAttribute('class'), p.getAttribute('points')])")
+    assert points == [["subject", "20,10 130,10 130,90 20,90"], ["avoid", "100,60 125,60 125,85 100,85"]]
+    assert page.get_attribute("#regions", "viewBox") == "0 0 150 100"
+    assert page.is_visible("#legend")
+    # the outlines are drawn where the photo is: the subject's left edge at 20/150 of the width
+    box = page.eval_on_selector("#canvas", "c => c.getBoundingClientRect().toJSON()")
+    edge = page.eval_on_selector("#regions polygon.subject", "p => p.getBoundingClientRect().toJSON()")
+    assert abs(edge["x"] - box["x"] - box["width"] * 20 / 150) < 3
+    page.screenshot(path=str(tmp_path / "regions.png"))
+    page.close()
+    wait_for(lambda: _cancel(engine, job), timeout=30)
+    assert engine.get(f"/v1/jobs/{job}/image").status_code == 409       # an ended job keeps no photo
+
+
+def requests_get_without_token(url: str) -> int:
+    import requests
+
+    return requests.get(url, timeout=30).status_code
+
+
+def _cancel(engine, job: str) -> bool:
+    import requests
+
+    requests.delete(f"{engine.url}/v1/jobs/{job}", headers=engine.headers(), timeout=30)
+    return engine.get(f"/v1/jobs/{job}?preview=false").json()["state"] == "cancelled"

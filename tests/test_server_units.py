@@ -252,3 +252,23 @@ def test_eta_from_the_start_once_the_engine_knows_its_pace():
         assert second["state"] == "queued" and second["eta_s"] > first["eta_s"]     # it waits for the first one too
     finally:
         queue.stop()
+
+
+def test_regions_that_miss_the_photo_are_refused_at_intake():
+    """A drawn region is checked against the photo before the job waits in line: 422 naming it."""
+    square = [[4, 4], [20, 4], [20, 20], [4, 20]]
+    ok = intake.work_from_request(request(regions=[{"role": "subject", "polygon": square}]))
+    assert ok.settings.regions[0].role == "subject"
+    for polygon, what in [([[60, 40], [90, 40], [90, 60]], "regions[0] (avoid): it covers no pixel of the 48×32 photo"),
+                          ([[0, 0], [10, 0], [10, 900]], "regions[0] (avoid): it reaches (10, 900), far outside")]:
+        with pytest.raises(HTTPException) as refused:
+            intake.work_from_request(request(regions=[{"role": "avoid", "polygon": polygon}]))
+        assert refused.value.status_code == 422 and what in refused.value.detail, refused.value.detail
+
+
+def test_regions_are_part_of_the_jobs_identity():
+    square = [[4, 4], [20, 4], [20, 20], [4, 20]]
+    plain = tiny_work(1)
+    drawn = tiny_work(1, regions=[{"role": "avoid", "polygon": square}])
+    other = tiny_work(1, regions=[{"role": "detail", "polygon": square}])
+    assert len({plain.key(), drawn.key(), other.key()}) == 3

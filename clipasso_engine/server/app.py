@@ -20,13 +20,14 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..client import MAX_REQUEST_BYTES
 from ..clip_models import available_models
+from ..image import sniff_format
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
 from .intake import Decoders, work_from_request
@@ -37,6 +38,8 @@ MAX_BODY_BYTES = MAX_REQUEST_BYTES   # a ~22 MB image as base64, plus settings (
 BODY_IDLE_S = 30.0                   # a request body that stops arriving for this long is answered 408
 SSE_KEEPALIVE_S = 15.0               # a comment line now and then keeps proxies and clients from timing out
 SSE_MIN_INTERVAL_S = 0.2             # progress arrives every step; coalesce it for the stream
+IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp",
+               "TIFF": "image/tiff"}
 STATIC = Path(str(resources.files("clipasso_engine") / "server" / "static"))
 PAGE_HEADERS = {
     # the page only talks to this engine and never runs scripts from elsewhere or from the SVGs
@@ -117,6 +120,18 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
             raise HTTPException(409, f"job {job_id} is {job.state}{why}; a result exists once it is done "
                                      "(or cancelled after it started)")
         return JSONResponse(job.result)
+
+    @api.get("/jobs/{job_id}/image", response_class=Response,
+             responses={200: {"description": "the photo as uploaded"}, 409: {"description": "the job has ended"}})
+    async def job_image(job_id: str) -> Response:
+        """The job's photo as uploaded, while the job waits or runs (the live preview draws the
+        strokes and regions over it); an ended job no longer holds it."""
+        work = queue.get(job_id).work
+        if work is None or not work.image:
+            raise HTTPException(409, f"job {job_id} has ended: its photo is no longer kept")
+        fmt = sniff_format(work.image[:16]) or "PNG"
+        return Response(work.image, media_type=IMAGE_TYPES.get(fmt, "application/octet-stream"),
+                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}, "description": "`event: status` with JobStatus data"}})

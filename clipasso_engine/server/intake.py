@@ -26,7 +26,8 @@ from fastapi import HTTPException
 from PIL import Image
 
 from ..clip_models import names_a_file_elsewhere, weights_folders
-from ..image import ImageError, load_image, photo_size
+from ..image import ImageError, load_image, make_canvas, photo_size
+from ..regions import RegionError, canvas_masks
 from ..strokes import Stroke
 from .jobs import Work
 from .models import JobRequest
@@ -119,6 +120,11 @@ def work_from_request(body: JobRequest, *, allow_model_paths: bool = False) -> W
     if body.settings.mask and mask is None:
         raise HTTPException(UNPROCESSABLE, "settings.mask is on but no mask was sent: add 'mask' (white = keep) "
                                            "or turn settings.mask off")
+    if body.settings.regions:
+        try:                                       # a polygon that misses the photo fails now, not after the queue
+            canvas_masks(body.settings.regions, make_canvas(photo))
+        except RegionError as exc:
+            raise HTTPException(UNPROCESSABLE, f"settings.{exc}") from None
     init = None
     if body.init_strokes:
         try:

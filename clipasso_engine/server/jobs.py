@@ -127,6 +127,7 @@ class Job:
     loss: Optional[float] = None
     eta_s: Optional[float] = None
     preview_svg: Optional[str] = None
+    regions: list[dict[str, Any]] = field(default_factory=list)   # the drawn regions (photo px), for the preview
     error: Optional[str] = None
     result: Optional[dict[str, Any]] = None  # done, or cancelled with the best strokes so far
     cached: bool = False
@@ -317,6 +318,7 @@ class JobQueue:
                 "cached": job.cached, "cancel_requested": job.cancel.is_set(), "error": job.error,
                 "has_result": job.result is not None, "resumed_from": job.resumed_from,
                 "preview_svg": job.preview_svg if preview else None,
+                "regions": job.regions if preview else [],
             }
 
     @contextmanager
@@ -520,6 +522,7 @@ class JobQueue:
             stroke_counts=[len(work.init_strokes)] if work.init_strokes else s.stroke_counts,
             clip=s.clip, iterations=int(s.iterations), created=created,  # type: ignore[arg-type]
             images=groups * (s.augmentations + 1),
+            regions=[r.model_dump(mode="json") for r in s.regions],
         )
 
     def _eta_locked(self, job: Job) -> Optional[float]:

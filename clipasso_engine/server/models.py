@@ -70,6 +70,8 @@ class JobStatus(BaseModel):
     has_result: bool = Field(False, description="true when /result answers: done, or cancelled with the best strokes so far")
     resumed_from: Optional[int] = Field(None, description="the step this job went on from after an engine restart")
     preview_svg: Optional[str] = Field(None, description="SVG of the current strokes (photo pixels); the sketch once done")
+    regions: list[dict[str, Any]] = Field(default_factory=list, description="the job's drawn regions ({role, polygon} in "
+                                                                           "photo pixels) with the preview; empty without it")
 
 
 class JobList(BaseModel):

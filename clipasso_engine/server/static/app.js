@@ -13,6 +13,9 @@ let selected = null;        // id of the job shown on the right
 let userPicked = false;     // once the user clicks a job, stop following the newest running one
 let shownSvg = null;
 let shownUrl = null;
+let shownRegions = null;    // job id + regions drawn over the preview
+let photoJob = null;        // job whose photo is (being) shown
+let photoUrl = null;
 let tick = 0;
 let busy = false;
 
@@ -105,6 +108,44 @@ function renderJob(job) {
   $("error").textContent = job.error || "";
   $("cancel").disabled = !(job.state === "queued" || job.state === "running") || job.cancel_requested;
   showSvg(job.preview_svg);
+  showRegions(job);
+  showPhoto(job);
+}
+
+// The drawn regions (photo pixels) as outlines, one colour per role (style.css).
+function showRegions(job) {
+  const key = job.id + ":" + JSON.stringify(job.regions || []);
+  if (key === shownRegions) return;
+  shownRegions = key;
+  const svg = $("regions");
+  svg.replaceChildren();
+  svg.setAttribute("viewBox", `0 0 ${job.width} ${job.height}`);
+  for (const region of job.regions || []) {
+    const poly = document.createElementNS(svg.namespaceURI, "polygon");   // the HTML parser made <svg> an SVG element
+    poly.setAttribute("points", region.polygon.map((p) => p[0] + "," + p[1]).join(" "));
+    poly.setAttribute("class", region.role);
+    svg.append(poly);
+  }
+  $("legend").hidden = !(job.regions && job.regions.length);
+}
+
+// The photo under the strokes, fetched once per job while the engine still holds it.
+async function showPhoto(job) {
+  if (job.id === photoJob) return;
+  photoJob = job.id;
+  $("photo").hidden = true;
+  if (photoUrl) URL.revokeObjectURL(photoUrl);
+  photoUrl = null;
+  if (job.state !== "queued" && job.state !== "running") return;
+  try {
+    const resp = await fetch(`/v1/jobs/${job.id}/image`, { cache: "no-store", headers: { Authorization: "Bearer " + token } });
+    if (!resp.ok || photoJob !== job.id) return;
+    photoUrl = URL.createObjectURL(await resp.blob());
+    $("photo").src = photoUrl;
+    $("photo").hidden = false;
+  } catch (err) {
+    // no photo: the strokes and regions are shown on white
+  }
 }
 
 // An SVG shown through <img> can run no script, whatever it contains.
