@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent
-CLIENT_SOURCE = REPO / "clipasso_engine" / "client.py"
-CLIENT_NAME = "clipasso_client.py"     # what the extension imports
+ENGINE_DIR = REPO / "clipasso_engine"
+# Engine modules the extension uses as they are (standard library only), and the names their
+# copies take beside it: the client imports the other two under these names there.
+SHARED = {"client.py": "clipasso_client.py", "config_folder.py": "clipasso_config_folder.py",
+          "errors.py": "clipasso_errors.py"}
 EXTENSION_SUBDIR = "clipasso"          # inside Inkscape's user extensions folder (Inkscape looks in subfolders)
 MANIFEST = "install-manifest.json"
 CONFIG = "config.json"
@@ -34,9 +37,13 @@ ENGINE_MIN_PYTHON = (3, 10)
 def load_client() -> Any:
     """The engine's standalone client module, loaded from its file (it needs no dependencies):
     the one place that knows the config folder and the default engine URL."""
-    spec = importlib.util.spec_from_file_location("clipasso_client", str(CLIENT_SOURCE))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = None
+    for source in ("errors.py", "config_folder.py", "client.py"):   # the client imports the others
+        name = SHARED[source][: -len(".py")]
+        spec = importlib.util.spec_from_file_location(name, str(ENGINE_DIR / source))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
 
@@ -233,7 +240,7 @@ def profile_dir(args: argparse.Namespace, inkscape: Optional[str]) -> Path:
 
 
 def copy_extension(target: Path, inst: Installer) -> List[str]:
-    """Copy the extension scripts, the .inx menus and the engine client into ``target``;
+    """Copy the extension scripts, the .inx menus and the shared engine modules (``SHARED``) into ``target``;
     files an earlier version installed there and this one no longer has are removed."""
     inst.make_dir(target)
     sources = sorted((REPO / "extension").glob("*.py")) + sorted((REPO / "inx").glob("*.inx"))
@@ -241,8 +248,9 @@ def copy_extension(target: Path, inst: Installer) -> List[str]:
     for source in sources:
         inst.write(target / source.name, source.read_bytes(), "extension file")
         installed.append(str(target / source.name))
-    inst.write(target / CLIENT_NAME, CLIENT_SOURCE.read_bytes(), "engine client")
-    installed.append(str(target / CLIENT_NAME))
+    for source, name in sorted(SHARED.items()):
+        inst.write(target / name, (ENGINE_DIR / source).read_bytes(), "engine module")
+        installed.append(str(target / name))
     stale = [f for f in inst.owned["files"] if Path(f).parent == target and f not in installed]
     for name in stale:
         inst.say("remove the outdated {}".format(name))

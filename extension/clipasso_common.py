@@ -17,7 +17,8 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import inkex
 
-from clipasso_client import DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, config_dir, read_token
+from clipasso_client import (DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, JobFailed, NotAnEngineError,
+                             config_dir, read_token)
 
 CONFIG_FILE = "config.json"
 ENGINE_LOG = "engine.log"
@@ -116,7 +117,7 @@ def answering_client(config: Config, url: str) -> Optional[EngineClient]:
                 "or set the engine URL of your own.".format(url, exc)
             )
         detail = str(exc)
-        if detail.startswith("something other than"):  # the client said it already
+        if isinstance(exc, NotAnEngineError):  # the client said it already
             detail = "S" + detail[1:]
         else:
             detail = "Something other than a CLIPasso engine answers at {} ({})".format(url, detail)
