@@ -1,13 +1,16 @@
 """The ``clipasso`` command: ``sketch``, ``batch``, ``serve``, ``models``, ``doctor``.
 
-Every failure the user can fix ends as one line ``clipasso: error: …`` on stderr and exit
-status 2; output files are written only when the whole job succeeded, each atomically. ``batch``
+Every failure the user can fix (a :class:`~clipasso_engine.errors.ClipassoError`, or the
+system's ``OSError`` on a file) ends as one line ``clipasso: error: …`` on stderr and exit
+status 2; anything else is a bug: its traceback goes to ``cli.log`` in the config folder and the
+user reads "internal error, see <log>" (exit status 1); output files are written only when the whole job succeeded, each atomically. ``batch``
 goes on past a photo that fails and ends with status 1 when any did.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from importlib import resources
@@ -15,12 +18,17 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__
+from .errors import ClipassoError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+CLI_LOG = "cli.log"
 
 
-class CliError(Exception):
-    """A message for the user; printed as one line."""
+class CliError(ClipassoError):
+    """A message for the user about the command line; printed as one line."""
+
+    kind = "usage"
 
 
 def sample_image() -> Path:
@@ -401,7 +409,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .clip_models import available_models, download_clip
+    from .clip_weights import available_models, download_clip
 
     if args.download:
         print(f"{args.download}: ready at {download_clip(args.download)}")
@@ -421,7 +429,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     import torch
 
     from .devices import mps_available
-    from .clip_models import available_models
+    from .clip_weights import available_models
     from .raster import diffvg_available
 
     print(f"clipasso-inkscape {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
@@ -441,19 +449,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("clipasso: cancelled; no file written", file=sys.stderr)
         return 130
-    except Exception as exc:  # the boundary: known errors become one line
-        if not _is_user_error(exc):
-            raise
+    except (ClipassoError, OSError) as exc:  # the boundary: what the user can fix becomes one line
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # a bug: the traceback goes to the log, the user is told where
+        print(f"clipasso: internal error ({type(exc).__name__}), see {_log_internal_error()}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
-def _is_user_error(exc: Exception) -> bool:
-    from .clip_models import WeightsMissingError
-    from .image import ImageError
-    from .svg import SvgError
+def _log_internal_error() -> str:
+    """Append the traceback being handled to ``cli.log`` in the config folder; where it went
+    (stderr itself when that folder cannot be written)."""
+    import time
+    import traceback
 
-    return isinstance(exc, (CliError, ImageError, WeightsMissingError, SvgError, ValueError, OSError))
+    from .config_folder import config_dir
+
+    path = Path(config_dir()) / CLI_LOG
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} clipasso {' '.join(sys.argv[1:])}\n")
+            log.write(traceback.format_exc())
+        return str(path)
+    except OSError:
+        traceback.print_exc()
+        return "the traceback above"
 
 
 if __name__ == "__main__":

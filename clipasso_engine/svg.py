@@ -23,6 +23,7 @@ from typing import Iterable, Sequence
 from lxml import etree
 
 from . import svg_path
+from .errors import SvgError
 from .strokes import Stroke
 
 SVG_NS = "http://www.w3.org/2000/svg"
@@ -30,10 +31,6 @@ INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata"}
 _STROKE_TAGS = {"path", "line", "polyline", "polygon"}
 _INHERITED = ("stroke", "stroke-width", "stroke-opacity", "visibility")
-
-
-class SvgError(ValueError):
-    """An SVG that cannot be read as strokes; the message names the element and the problem."""
 
 
 def fmt(v: float) -> str:

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..client import MAX_REQUEST_BYTES
-from ..clip_models import available_models
+from ..clip_weights import available_models
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
 from .intake import Decoders, work_from_request
