@@ -69,9 +69,9 @@ def sketch(
     device = resolve_device(settings.device)
     photo = _masked(canvas, mask, settings.mask).to(device)
 
-    if not download:   # name every missing file at once, not one per run
-        check_present([("clip", settings.clip)] + ([("saliency_clip", settings.saliency_clip)]
-                                                   if settings.saliency and not init_strokes else []))
+    # every missing weights file named at once (after trying to download them when allowed)
+    check_present([("clip", settings.clip)] + ([("saliency_clip", settings.saliency_clip)]
+                                               if settings.saliency and not init_strokes else []), download)
     clip = get_clip(settings.clip, device, download=download)
     precision = resolve_precision(settings.precision, device)
     loss_fn = ClipassoLoss(clip, settings.geometric_weights, settings.semantic_weight, precision)

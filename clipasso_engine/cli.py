@@ -66,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_parser(sub)
 
     m = sub.add_parser("models", help="which CLIP weights are present and where to put them")
-    m.add_argument("--download", metavar="NAME", help="download OpenAI weights for NAME (RN101, ViT-B-32) into the cache")
+    m.add_argument("--download", metavar="NAME", nargs="+",
+                   help="download the weights of these models (RN101 ViT-B-32, or RN50-cc12m, RN101-yfcc15m) into "
+                        "the weights folder")
     sub.add_parser("doctor", help="check the installation: Python, torch, devices, CLIP weights")
 
     v = sub.add_parser("serve", help="run the engine as a local HTTP service (job queue, live preview page)")
@@ -409,17 +411,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .clip_weights import available_models, download_clip
+    from .clip_weights import available_models, download_clip, weights_folder
 
     if args.download:
-        print(f"{args.download}: ready at {download_clip(args.download)}")
+        for name in args.download:
+            print(f"{name}: ready at {download_clip(name)}")
         return 0
-    for m in available_models():
+    rows = available_models()
+    for m in rows:
         state = f"present at {m['path']}" if m["present"] else "MISSING"
         print(f"{m['name']:10s} {m['file']:14s} {state}")
-    print("Weights are looked for in: " + ", ".join(available_models()[0]["searched"]))
-    print("Put OpenAI's RN101.pt / ViT-B-32.pt in one of them, set CLIPASSO_CLIP_DIR, or run "
-          "`clipasso models --download RN101` once with a network connection.")
+    print("Weights are looked for in: " + ", ".join(rows[0]["searched"]))
+    missing = [m for m in rows if not m["present"]]
+    if missing:
+        print(f"To get {' and '.join(m['file'] for m in missing)}, run once with a network connection:")
+        print(f"  clipasso models --download {' '.join(m['name'] for m in missing)}")
+        print(f"or download {'; '.join(m['url'] for m in missing)} into {weights_folder()}")
+    print("Openly licensed alternatives (see docs/models.md): --clip RN101-yfcc15m, or RN50-cc12m.")
     return 0
 
 

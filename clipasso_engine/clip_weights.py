@@ -103,6 +103,7 @@ class WeightsMissingError(WeightsError):
         self.missing = [tuple(m) for m in missing]
         self.name, self.file = self.missing[0][0], self.missing[0][1]
         self.searched = list(searched)
+        self.download_error = download_error
         files = [os.path.basename(f) for _, f, _ in self.missing]
         named = all(os.path.basename(f) == f for _, f, _ in self.missing)
         order = (
@@ -179,20 +180,28 @@ def find_weights(name: str) -> tuple[Path | None, list[str]]:
     return None, searched
 
 
-def check_present(named: Iterable[tuple[str, str]]) -> None:
-    """Raise one :class:`WeightsMissingError` naming every missing file among the named models
-    ``[(setting, spec)]`` (``("clip", "RN101")``); paths and ``random:`` specs are left to
-    loading. So a user who lacks both files hears of both at once."""
-    missing, searched = [], []
+def check_present(named: Iterable[tuple[str, str]], download: bool = False) -> None:
+    """Make sure the named models ``[(setting, spec)]`` (``("clip", "RN101")``) have their files,
+    downloading missing ones when ``download``; else raise one :class:`WeightsMissingError`
+    naming every missing file and the setting that asked for it. So a user who lacks both files
+    hears of both at once. Paths and ``random:`` specs are left to loading."""
+    missing, searched, failures = [], [], []
     for setting, spec in named:
-        if spec.startswith("random:") or looks_like_path(spec) or known(spec) is None:
+        entry = None if spec.startswith("random:") or looks_like_path(spec) else known(spec)
+        if entry is None or any(m[0] == entry.name for m in missing):
             continue
-        entry = known(spec)
         path, searched = find_weights(entry.name)
-        if path is None and (entry.name, entry.file, setting) not in missing:
-            missing.append((entry.name, entry.file, setting))
+        if path is not None:
+            continue
+        if download:
+            try:
+                download_clip(entry.name)
+                continue
+            except WeightsMissingError as exc:
+                failures.append(str(exc.download_error))
+        missing.append((entry.name, entry.file, setting))
     if missing:
-        raise WeightsMissingError(missing, searched)
+        raise WeightsMissingError(missing, searched, "; ".join(failures) or None)
 
 
 def available_models(names: Sequence[str] = DEFAULT_MODELS) -> list[dict[str, Any]]:
