@@ -151,6 +151,11 @@ class EngineClient:
         """``{"status": "ok", "version", "device", "queued", "running", ...}``."""
         return self._request("GET", "/v1/health")
 
+    def models(self) -> Dict[str, Any]:
+        """``{"clip", "saliency_clip", "loaded", "weights", "missing", "weights_folder"}``:
+        ``missing`` lists the weights files the engine's default models lack."""
+        return self._request("GET", "/v1/models")
+
     def submit(
         self,
         image_bytes: bytes,

@@ -39,6 +39,20 @@ def import_extension_modules() -> None:
         sys.path.insert(0, str(EXTENSION_DIR))
 
 
+# the engine modules install.py copies beside the extension, under the names the extension imports
+SHARED_COPIES = {"clipasso_client": "clipasso_engine.client", "clipasso_config_folder": "clipasso_engine.config_folder",
+                 "clipasso_errors": "clipasso_engine.errors"}
+
+
+def use_engine_modules_as_copies(monkeypatch) -> None:
+    """Make the extension's ``import clipasso_client`` (and the other shared copies) find the
+    engine's own modules, as an installed extension finds their copies."""
+    import importlib
+
+    for name, module in SHARED_COPIES.items():
+        monkeypatch.setitem(sys.modules, name, importlib.import_module(module))
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     """PNG file bytes of an ``(H, W, 3)`` uint8 array."""
     from PIL import Image

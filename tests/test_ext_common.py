@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from extension_support import import_extension_modules
+from extension_support import import_extension_modules, use_engine_modules_as_copies
 
 import_extension_modules()
 
@@ -21,7 +21,7 @@ TOKEN = "tok-" + "x" * 40
 @pytest.fixture
 def common(monkeypatch, tmp_path):
     """The module as installed: its ``clipasso_client`` is the engine's client.py."""
-    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    use_engine_modules_as_copies(monkeypatch)
     monkeypatch.delenv("CLIPASSO_TOKEN", raising=False)
     monkeypatch.setenv("CLIPASSO_CONFIG_DIR", str(tmp_path / "config"))
     return importlib.import_module("clipasso_common")

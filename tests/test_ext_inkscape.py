@@ -43,6 +43,7 @@ pytestmark = [needs_inkscape_python]
 SVG = "{http://www.w3.org/2000/svg}"
 INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+CLIPASSO_NS = "{http://clipasso.org/ns/1.0}"
 # the photo sits at x=20, y=30, 160×120 user units, inside a transformed layer
 IMAGE_BOX = (20, 30, 160, 120)
 LAYER_TRANSFORM = "translate(5 7)"
@@ -374,6 +375,45 @@ def test_another_web_app_at_the_engine_url(setup, tmp_path):
     assert out.returncode == ABORT_STATUS, out.stderr
     assert f"Something other than a CLIPasso engine answers at {url}" in out.stderr and "Traceback" not in out.stderr
     assert "Set another engine URL" in out.stderr and not (tmp_path / "out.svg").exists()
+
+
+@needs_inkscape
+def test_missing_weights_in_the_designers_words(setup, tmp_path):
+    """An engine without its model files, as a new user meets it: real Inkscape runs Sketch (in
+    the background: a message box would block headless Inkscape, docs/inkscape.md §3.1), the
+    engine the extension started with its defaults fails the job as a weights error, and the
+    messages the designer reads (Insert finished sketches, Engine status, run as Inkscape runs
+    them) name both files and the one folder, or install.py: no flag, variable or test model."""
+    doc, placed = tmp_path / "in.svg", tmp_path / "placed.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    env = isolated_config(setup, tmp_path, engine_url=f"http://127.0.0.1:{free_port()}", engine_python=sys.executable)
+    env = {k: v for k, v in env.items() if k not in ("CLIPASSO_CLIP", "CLIPASSO_SALIENCY_CLIP", "HF_HOME", "HF_HUB_CACHE")}
+    weights = tmp_path / "weights"
+    env.update(CLIPASSO_CLIP_DIR=str(weights), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    write_preferences(setup["profile"], "org.clipasso.sketch",
+                      {"strokes": 4, "iterations": 2, "preset": "fast", "open_preview": "false", "background": "true"})
+    try:
+        run = run_inkscape(doc, f"select-by-id:img1;org.clipasso.sketch.noprefs;export-filename:{placed};export-do",
+                           env, tmp_path)
+        assert run.returncode == 0, run.stderr
+        (job,) = [el.get(CLIPASSO_NS + "job") for el in etree.parse(str(placed)).iter() if el.get(CLIPASSO_NS + "job")]
+        client = client_module(setup)
+        engine = client.EngineClient(json.loads((tmp_path / "config" / "config.json").read_text())["engine_url"],
+                                     client.read_token(str(tmp_path / "config")))
+        with pytest.raises(client.JobFailed) as failed:
+            engine.wait(job, poll=0.2, timeout=120)
+        assert failed.value.kind == "weights" and failed.value.detail["missing"] == ["RN101.pt", "ViT-B-32.pt"]
+
+        message = (f"the model files RN101.pt and ViT-B-32.pt are missing. Put them in the folder {weights}, "
+                   "or run install.py again with a network connection")
+        insert = fast(setup, "clipasso_insert.py", [], placed, tmp_path, env)
+        status = fast(setup, "clipasso_status.py", [], doc, tmp_path, env)
+        assert insert.returncode == 0 and message in insert.stderr, insert.stderr
+        assert status.returncode == ABORT_STATUS and message in status.stderr, status.stderr
+        for word in ("--", "CLIPASSO_", "random:", "Traceback"):
+            assert word not in insert.stderr + status.stderr
+    finally:
+        kill_engine(tmp_path / "config")
 
 
 def test_engine_that_fails_to_start_points_at_its_log(setup, tmp_path):

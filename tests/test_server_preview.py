@@ -92,10 +92,10 @@ def test_extension_launcher_file_opens_the_page_with_the_token(browser, engine, 
     import sys
     from types import SimpleNamespace
 
-    from extension_support import import_extension_modules
+    from extension_support import import_extension_modules, use_engine_modules_as_copies
 
     import_extension_modules()
-    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    use_engine_modules_as_copies(monkeypatch)
     common = importlib.import_module("clipasso_common")
     config = common.Config(str(tmp_path / "config"), {})
     launcher = common.write_preview_launcher(config, SimpleNamespace(url=engine.url, token=engine.token))

@@ -111,3 +111,5 @@ class Models(BaseModel):
     saliency_clip: str = Field(description="default CLIP model for the saliency map")
     loaded: list[str] = Field(description="models this engine has used and keeps in memory")
     weights: list[dict[str, Any]] = Field(description="OpenAI weights files: present or not, where they were looked for")
+    missing: list[str] = Field([], description="weights files the default models need and lack (RN101.pt, ...)")
+    weights_folder: str = Field("", description="the one folder to put weights files in")
