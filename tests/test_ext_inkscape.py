@@ -263,7 +263,7 @@ def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
         ("two images", ["img1", "img2"], None, "2 images are selected"),
         ("not an image", ["img1"], data_uri(b"plain text, not pixels " * 4), "not a PNG, JPEG"),
         ("damaged base64", ["img1"], "data:image/png;base64,@@@@", "damaged"),
-        ("missing file", ["img1"], "photos/nowhere.png", "linked image file was not found"),
+        ("missing file", ["img1"], "photos/nowhere.png", "photos/nowhere.png was not found"),
         ("web link", ["img1"], "https://example.com/cat.png", "linked from the web"),
         ("special file", ["img1"], "/proc/self/mem", "cannot be read"),
     ],
