@@ -20,7 +20,6 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -32,14 +31,14 @@ from extension_support import (
     ABORT_STATUS,
     data_uri,
     engine_pid,
-    free_port,
+    install_for_tests,
+    installed_client,
     kill_engine,
     needs_inkscape,
     needs_inkscape_python,
     png_bytes,
     run_fast,
     run_inkscape,
-    run_install,
     running,
     svg_document,
     write_preferences,
@@ -75,32 +74,13 @@ def document() -> str:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("background")
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(
-        INKSCAPE_PROFILE_DIR=str(profile),
-        XDG_DATA_HOME=str(root / "xdg"),
-        CLIPASSO_CONFIG_DIR=str(config),
-        CLIPASSO_CLIP="random:tiny-RN",
-        CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
-        CLIPASSO_CHECKPOINT_SECONDS="1",   # the engine the extension starts inherits it
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
-    yield {"root": root, "profile": profile, "config": config, "env": env, "url": url,
-           "scripts": profile / "extensions" / "clipasso"}
-    kill_engine(config)
+    # the engine the extension starts inherits the checkpoint period
+    setup = install_for_tests(tmp_path_factory.mktemp("background"), CLIPASSO_CHECKPOINT_SECONDS="1")
+    yield setup
+    kill_engine(setup["config"])
 
 
-def client(setup):
-    """A client of the module's engine: the installed copy of the client, as the extension uses."""
-    if str(setup["scripts"]) not in sys.path:
-        sys.path.insert(0, str(setup["scripts"]))
-    import clipasso_client
-
-    return clipasso_client.EngineClient(setup["url"], clipasso_client.read_token(str(setup["config"])))
+client = installed_client    # a client of the module's engine: the installed copy, as the extension uses
 
 
 def fast(setup, script: str, args: list, doc: Path, out: Path):

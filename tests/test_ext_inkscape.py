@@ -11,7 +11,6 @@ engine the first one started); the engine is killed at teardown.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,13 +25,15 @@ from extension_support import (
     data_uri,
     engine_pid,
     free_port,
+    install_for_tests,
+    installed_client,
+    installed_client_module,
     kill_engine,
     needs_inkscape,
     needs_inkscape_python,
     png_bytes,
     run_fast,
     run_inkscape,
-    run_install,
     running,
     svg_document,
     write_preferences,
@@ -71,22 +72,9 @@ def document(href: str) -> str:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """install.py into a temporary Inkscape profile and config dir, engine on an unused port."""
-    root = tmp_path_factory.mktemp("inkscape-e2e")
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(
-        INKSCAPE_PROFILE_DIR=str(profile),
-        XDG_DATA_HOME=str(root / "xdg"),
-        CLIPASSO_CONFIG_DIR=str(config),
-        CLIPASSO_CLIP="random:tiny-RN",
-        CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
-    yield {"root": root, "profile": profile, "config": config, "env": env, "url": url,
-           "scripts": profile / "extensions" / "clipasso"}
-    kill_engine(config)
+    setup = install_for_tests(tmp_path_factory.mktemp("inkscape-e2e"))
+    yield setup
+    kill_engine(setup["config"])
 
 
 def elements_outside_sketch(path: Path) -> list:
@@ -397,10 +385,9 @@ def test_missing_weights_in_the_designers_words(setup, tmp_path):
                            env, tmp_path)
         assert run.returncode == 0, run.stderr
         (job,) = [el.get(CLIPASSO_NS + "job") for el in etree.parse(str(placed)).iter() if el.get(CLIPASSO_NS + "job")]
-        client = client_module(setup)
-        engine = client.EngineClient(json.loads((tmp_path / "config" / "config.json").read_text())["engine_url"],
-                                     client.read_token(str(tmp_path / "config")))
-        with pytest.raises(client.JobFailed) as failed:
+        engine = installed_client(setup, tmp_path / "config",
+                                  json.loads((tmp_path / "config" / "config.json").read_text())["engine_url"])
+        with pytest.raises(client_module(setup).JobFailed) as failed:
             engine.wait(job, poll=0.2, timeout=120)
         assert failed.value.kind == "weights" and failed.value.detail["missing"] == ["RN101.pt", "ViT-B-32.pt"]
 
@@ -469,19 +456,8 @@ def test_job_cancelled_in_the_engine_leaves_the_document(setup, tmp_path):
     assert not (tmp_path / "out.svg").exists()
 
 
-def client_module(setup):
-    """The installed copy of the engine client (the module the extension itself uses)."""
-    if str(setup["scripts"]) not in sys.path:
-        sys.path.insert(0, str(setup["scripts"]))
-    import clipasso_client
-
-    return clipasso_client
-
-
-def engine_client(setup):
-    """A client of the module's engine."""
-    client = client_module(setup)
-    return client.EngineClient(setup["url"], client.read_token(str(setup["config"])))
+client_module = installed_client_module
+engine_client = installed_client
 
 
 def active_jobs(setup) -> list:

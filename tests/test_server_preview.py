@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from test_server import LONG, engine, photo, start_long_job, wait_for  # noqa: F401  (fixtures)
+from engine_support import LONG, wait_for
+from test_server import start_long_job
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
