@@ -166,7 +166,7 @@ def warm_models(recipe: Recipe) -> str:
     """Load the CLIP models of ``recipe`` on its device now (they are cached per device for
     the life of the process), so missing weights fail before the first image. Returns the
     device."""
-    from .api import resolve_device
+    from .devices import resolve_device
     from .clip_models import get_clip
 
     s = recipe.settings

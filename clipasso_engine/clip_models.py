@@ -173,11 +173,11 @@ def _vision_tower(embed_dim: int, vision_cfg: dict[str, Any]) -> nn.Module:
     try:
         from open_clip.model import _build_vision_tower
     except ImportError as exc:
-        raise WeightsError(f"open-clip-torch {open_clip.__version__} has no image-tower builder ({exc}); "
+        raise WeightsError(f"open-clip-torch {getattr(open_clip, '__version__', '?')} has no image-tower builder ({exc}); "
                            f"clipasso needs open-clip-torch{OPEN_CLIP_SUPPORTED}") from None
     visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)
     if not isinstance(visual, (ModifiedResNet, VisionTransformer)):
-        raise WeightsError(f"open-clip-torch {open_clip.__version__} built a {type(visual).__name__}, not a CLIP "
+        raise WeightsError(f"open-clip-torch {getattr(open_clip, '__version__', '?')} built a {type(visual).__name__}, not a CLIP "
                            f"image tower; clipasso needs open-clip-torch{OPEN_CLIP_SUPPORTED}")
     return visual
 
