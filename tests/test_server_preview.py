@@ -86,6 +86,26 @@ def test_page_asks_for_the_token(browser, engine, photo):
     page.close()
 
 
+def test_page_warns_of_random_weights_and_waits_for_the_first_step(browser, engine, photo):
+    """The session's engine runs random towers: the page says so, in view. A job still waiting
+    behind another shows a line in place of its picture, not the other job's picture or a
+    broken image."""
+    running = start_long_job(engine, photo, seed=303)
+    queued = engine.post_job(photo, dict(LONG, seed=304)).json()["id"]
+    page = browser.new_page()
+    page.goto(f"{engine.url}/#token={engine.token}")
+    page.wait_for_function("() => { const i = document.getElementById('preview');"
+                           " return !i.hidden && i.src.startsWith('blob:'); }")   # the running job's strokes
+    page.click(f"tr[data-id='{queued}']")
+    page.wait_for_function(f"() => document.getElementById('job-id').textContent === '{queued[:8]}'")
+    page.wait_for_selector("#waiting", state="visible")
+    assert page.is_hidden("#preview") and "first step" in page.text_content("#waiting")
+    assert page.is_visible("#random-warning") and "RANDOM test weights" in page.text_content("#random-warning")
+    for job in (queued, running):
+        engine.client().cancel(job)
+    page.close()
+
+
 def test_extension_launcher_file_opens_the_page_with_the_token(browser, engine, tmp_path, monkeypatch):
     """The extension opens the browser on a private file (the token stays out of command lines),
     which forwards to the page with the token in the fragment."""

@@ -14,6 +14,7 @@ let userPicked = false;     // once the user clicks a job, stop following the ne
 let shownSvg = null;
 let shownUrl = null;
 let tick = 0;
+let randomDefaults = false;  // the engine's default models are random test towers
 let busy = false;
 
 function takeToken() {
@@ -54,7 +55,13 @@ function when(unix) {
   return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+function isRandom(spec) {
+  return String(spec || "").startsWith("random:");
+}
+
 function renderHealth(h) {
+  randomDefaults = isRandom(h.clip) || isRandom(h.saliency_clip);
+  $("random-warning").hidden = !randomDefaults;
   $("health").textContent = `v${h.version} on ${h.device} · ${h.running} running, ${h.queued} waiting`;
 }
 
@@ -101,6 +108,7 @@ function renderJob(job) {
   $("loss").textContent = job.loss === null ? "–" : job.loss.toFixed(5);
   $("eta").textContent = job.state === "running" ? seconds(job.eta_s) : job.state === "done" ? "finished" : "–";
   $("clip").textContent = job.clip;
+  $("random-warning").hidden = !(randomDefaults || isRandom(job.clip));
   $("error").hidden = !job.error;
   $("error").textContent = job.error || "";
   $("cancel").disabled = !(job.state === "queued" || job.state === "running") || job.cancel_requested;
@@ -108,7 +116,10 @@ function renderJob(job) {
 }
 
 // An SVG shown through <img> can run no script, whatever it contains.
+// Before a job's first step there is no picture: a line says so (never a broken image).
 function showSvg(svg) {
+  $("waiting").hidden = Boolean(svg);
+  $("preview").hidden = !svg;
   if (!svg || svg === shownSvg) return;
   const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
   $("preview").src = url;
