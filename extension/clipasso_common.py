@@ -23,6 +23,7 @@ from clipasso_errors import WeightsError
 
 CONFIG_FILE = "config.json"
 ENGINE_LOG = "engine.log"
+EXTENSION_LOG = "extension.log"   # tracebacks of internal errors (stderr would open a dialog)
 ENGINE_PID = "engine.pid"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelled
@@ -383,11 +384,30 @@ def check_result_size(result: Dict[str, Any], shown: Sequence[int]) -> None:
 
 
 def unexpected(exc: BaseException) -> str:
-    """The message for an error nothing else explained (what, where to look, the document is safe)."""
+    """The message for an error nothing else explained (an internal error: what, where its
+    traceback went, the document is safe). The traceback goes to ``extension.log`` in the config
+    folder, never to stderr (docs/inkscape.md §3.1)."""
     detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return ("CLIPasso could not work with this document or the engine's answer ({}{}). Nothing was changed. "
-            "If it keeps happening, `clipasso doctor` checks the installation.".format(
-                type(exc).__name__, ": " + detail if detail else ""))
+    where = log_traceback()
+    return ("CLIPasso hit an internal error ({}{}). Nothing was changed. {}".format(
+        type(exc).__name__, ": " + detail if detail else "",
+        "The details are in {}.".format(where) if where else "If it keeps happening, `clipasso doctor` checks the installation."))
+
+
+def log_traceback() -> Optional[str]:
+    """Append the traceback being handled to ``extension.log`` in the config folder; its path,
+    or None when that folder cannot be written."""
+    import traceback
+
+    path = os.path.join(config_dir(), EXTENSION_LOG)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write("--- {} {}\n{}".format(time.strftime("%Y-%m-%d %H:%M:%S"), os.path.basename(sys.argv[0]),
+                                             traceback.format_exc()))
+        return path
+    except OSError:
+        return None
 
 
 def duration(seconds: float) -> str:

@@ -111,3 +111,5 @@ def test_an_unexpected_error_ends_the_run_with_one_message(common, tmp_path, cap
     assert stopped.value.code % 256 == 251                  # inkex.ABORT_STATUS (-5 in some releases)
     assert err.count("\n") == 1 and "ZeroDivisionError: division by zero" in err and "Nothing was changed" in err, err
     assert not (tmp_path / "out.svg").exists()
+    log = tmp_path / "config" / "extension.log"                 # the traceback, for whoever looks into it
+    assert "internal error" in err and str(log) in err and "Traceback" in log.read_text() and "1 / 0" in log.read_text()
