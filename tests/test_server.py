@@ -111,6 +111,17 @@ def test_result_of_unfinished_or_unknown_job(engine, photo):
 
 # --- cancel ------------------------------------------------------------------------------------------
 
+def test_photo_of_a_job_while_it_holds_it(engine, photo):
+    job = start_long_job(engine, photo, seed=61)
+    r = engine.get(f"/v1/jobs/{job}/photo")
+    assert r.status_code == 200 and r.content == photo and r.headers["x-content-type-options"] == "nosniff"
+    engine.client().cancel(job)
+    wait_for(lambda: engine.get(f"/v1/jobs/{job}?preview=false").json()["state"] == "cancelled")
+    gone = engine.get(f"/v1/jobs/{job}/photo")
+    assert gone.status_code == 409 and "let go of its photo" in gone.json()["detail"]
+    assert engine.get("/v1/jobs/" + "0" * 32 + "/photo").status_code == 404
+
+
 def test_cancel_running_job_stops_within_an_iteration(engine, photo):
     job = start_long_job(engine, photo, seed=31)
     at_cancel = requests.delete(f"{engine.url}/v1/jobs/{job}", headers=engine.headers(), timeout=30).json()

@@ -20,7 +20,7 @@ from typing import Any, AsyncIterator, Callable, Optional
 
 from fastapi import APIRouter, BackgroundTasks, FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -117,6 +117,17 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
             raise HTTPException(409, f"job {job_id} is {job.state}{why}; a result exists once it is done "
                                      "(or cancelled after it started)")
         return JSONResponse(job.result)
+
+    @api.get("/jobs/{job_id}/photo", response_class=Response,
+             responses={200: {"content": {"application/octet-stream": {}}}, 409: {"description": "photo let go"}})
+    async def job_photo(job_id: str) -> Response:
+        """The photo of a queued or running job, as uploaded (the preview page shows it faded
+        under the strokes); a finished job has let go of it (409)."""
+        work = queue.get(job_id).work
+        if work is None:
+            raise HTTPException(409, f"job {job_id} has ended and let go of its photo")
+        return Response(work.image, media_type="application/octet-stream",
+                        headers={"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"})
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}, "description": "`event: status` with JobStatus data"}})

@@ -15,6 +15,7 @@ let shownSvg = null;
 let shownUrl = null;
 let tick = 0;
 let randomDefaults = false;  // the engine's default models are random test towers
+let photoFor = null;         // the job whose photo is shown faded under the strokes
 let busy = false;
 
 function takeToken() {
@@ -113,6 +114,21 @@ function renderJob(job) {
   $("error").textContent = job.error || "";
   $("cancel").disabled = !(job.state === "queued" || job.state === "running") || job.cancel_requested;
   showSvg(job.preview_svg);
+  if (job.id !== photoFor) showPhoto(job.id);
+}
+
+// The job's photo, faded under its strokes (the engine keeps it while the job is queued or
+// running). Fetched with the token, shown from a blob URL; none for a finished job.
+async function showPhoto(id) {
+  photoFor = id;
+  const photo = $("photo");
+  photo.hidden = true;
+  if (photo.src) URL.revokeObjectURL(photo.src);
+  photo.removeAttribute("src");
+  const resp = await fetch(`/v1/jobs/${id}/photo`, { cache: "no-store", headers: { Authorization: "Bearer " + token } });
+  if (!resp.ok || photoFor !== id) return;
+  photo.src = URL.createObjectURL(await resp.blob());
+  photo.hidden = false;
 }
 
 // An SVG shown through <img> can run no script, whatever it contains.
