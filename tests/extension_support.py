@@ -180,6 +180,7 @@ def install_for_tests(root: Path, **extra_env: str) -> dict:
         CLIPASSO_CONFIG_DIR=str(config),
         CLIPASSO_CLIP="random:tiny-RN",
         CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
+        CLIPASSO_CLIP_DIR=str(root / "weights"),      # no real weights, whatever this machine has
         **extra_env,
     )
     url = f"http://127.0.0.1:{free_port()}"

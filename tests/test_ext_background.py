@@ -435,8 +435,8 @@ def test_still_running_updates_the_label_and_says_how_long(setup, tmp_path):
 def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(setup, tmp_path):
     placed, job = fast_background_sketch(setup, tmp_path)
     wait_for(setup, job)
-    # a job that fails in the engine (its CLIP weights file does not exist), and one it never had
-    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": str(tmp_path / "none.pt")})
+    # a job that fails in the engine (no RN101.pt on this machine), and one it never had
+    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": "RN101"})
     assert wait_for(setup, failing)["state"] == "failed"
 
     def two_more(root):
@@ -450,7 +450,7 @@ def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(set
     out = tmp_path / "out.svg"
     run = fast(setup, "clipasso_insert.py", [], edited, out)
     assert run.returncode == 0, run.stderr
-    assert "The sketch of 3 strokes failed: " in run.stderr and "none.pt" in run.stderr
+    assert "The sketch of 3 strokes failed: " in run.stderr and "the model file RN101.pt is missing" in run.stderr
     assert "The sketch of 3 strokes is lost: the engine no longer has it" in run.stderr
     root = parse(out)
     failed, lost = placeholders(root)
