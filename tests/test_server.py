@@ -24,11 +24,12 @@ import pytest
 import requests
 
 from clipasso_engine.cli import main
-from clipasso_engine.client import EngineClient, EngineError
+from clipasso_engine.client import EngineError
 from clipasso_engine.strokes import Stroke
 from clipasso_engine.svg import svg_to_strokes
 
 from engine_support import LONG, MAX_QUEUE, QUICK, Engine, wait_for
+from extension_support import free_port
 
 def check_result(result: dict, strokes: int, width: int = 150, height: int = 100) -> None:
     """The strokes JSON holds ``strokes`` valid strokes that start inside the photo."""

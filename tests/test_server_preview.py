@@ -119,7 +119,6 @@ def test_extension_launcher_file_opens_the_page_with_the_token(browser, engine, 
     """The extension opens the browser on a private file (the token stays out of command lines),
     which forwards to the page with the token in the fragment."""
     import importlib
-    import sys
     from types import SimpleNamespace
 
     from extension_support import import_extension_modules, use_engine_modules_as_copies
