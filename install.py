@@ -23,8 +23,11 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 REPO = Path(__file__).resolve().parent
-CLIENT_SOURCE = REPO / "clipasso_engine" / "client.py"
-CLIENT_NAME = "clipasso_client.py"     # what the extension imports
+ENGINE_DIR = REPO / "clipasso_engine"
+# Engine modules the extension uses as they are (standard library only), and the names their
+# copies take beside it: the client imports the other two under these names there.
+SHARED = {"client.py": "clipasso_client.py", "config_folder.py": "clipasso_config_folder.py",
+          "errors.py": "clipasso_errors.py"}
 EXTENSION_SUBDIR = "clipasso"          # inside Inkscape's user extensions folder (Inkscape looks in subfolders)
 MANIFEST = "install-manifest.json"
 CONFIG = "config.json"
@@ -34,9 +37,13 @@ ENGINE_MIN_PYTHON = (3, 10)
 def load_client() -> Any:
     """The engine's standalone client module, loaded from its file (it needs no dependencies):
     the one place that knows the config folder and the default engine URL."""
-    spec = importlib.util.spec_from_file_location("clipasso_client", str(CLIENT_SOURCE))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    module = None
+    for source in ("errors.py", "config_folder.py", "client.py"):   # the client imports the others
+        name = SHARED[source][: -len(".py")]
+        spec = importlib.util.spec_from_file_location(name, str(ENGINE_DIR / source))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
 
@@ -174,6 +181,7 @@ class Installer:
 
 
 CLIP_WEIGHTS = ("RN101", "ViT-B-32")   # the loss model and the saliency model
+CLIP_WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
 
 
 def engine_importable(python: str) -> bool:
@@ -191,6 +199,9 @@ def set_up_engine(args: argparse.Namespace, inst: Installer) -> Optional[str]:
         if engine_importable(python):
             print("engine: already installed in {}".format(python))
         else:
+            if getattr(args, "torch_index", None):
+                inst.run([python, "-m", "pip", "install", "torch", "torchvision", "--index-url", args.torch_index],
+                         "install torch from {}".format(args.torch_index))
             inst.run([python, "-m", "pip", "install", str(REPO)], "install the engine into {}".format(python))
         return python
     if sys.version_info < ENGINE_MIN_PYTHON:
@@ -208,21 +219,32 @@ def set_up_engine(args: argparse.Namespace, inst: Installer) -> Optional[str]:
         inst.run([sys.executable, "-m", "venv", str(venv)], "create the engine environment")
         if fresh:
             inst.own("trees", venv)
+    if getattr(args, "torch_index", None):   # e.g. PyTorch's CPU-only builds: a few hundred MB instead of several GB
+        inst.run([str(python), "-m", "pip", "install", "--upgrade", "torch", "torchvision", "--index-url", args.torch_index],
+                 "install torch from {}".format(args.torch_index))
     inst.run([str(python), "-m", "pip", "install", "--upgrade", str(REPO)], "install the engine (torch and all)")
     return str(python)
 
 
 def fetch_weights(python: str, inst: Installer) -> Optional[str]:
-    """Download OpenAI's CLIP weights the engine needs (once, into ~/.cache/clip, a cache that
-    --uninstall leaves alone). Offline this fails within seconds; the install goes on and the
-    engine names the missing file on first use. Returns what went wrong, or None."""
-    for name in CLIP_WEIGHTS:
-        try:
-            inst.run([python, "-m", "clipasso_engine", "models", "--download", name], "download CLIP {}".format(name))
-        except subprocess.CalledProcessError:
-            return ("could not download {} (no network?). The engine will say which file is missing and where to "
-                    "put it; or run `{} -m clipasso_engine models --download {}` later.".format(name, python, name))
-    return None
+    """Download OpenAI's CLIP weights the engine needs (once, into its weights folder,
+    ~/.cache/clip by default, which --uninstall leaves alone). Offline this fails within
+    seconds; the install goes on and the engine names the missing files on first use. Returns
+    what went wrong (every missing file and the folder to put them in), or None."""
+    try:
+        inst.run([python, "-m", "clipasso_engine", "models", "--download", *CLIP_WEIGHTS],
+                 "download the CLIP weights {}".format(" and ".join(CLIP_WEIGHT_FILES)))
+        return None
+    except subprocess.CalledProcessError:
+        pass
+    probe = "from clipasso_engine.clip_weights import available_models, weights_folder as f; " \
+            "print(f()); print(' '.join(m['file'] for m in available_models() if not m['present']))"
+    out = subprocess.run([python, "-c", probe], capture_output=True, text=True, timeout=300)
+    lines = out.stdout.splitlines() if out.returncode == 0 else []
+    folder = lines[0] if lines else "~/.cache/clip"
+    missing = (lines[1].split() if len(lines) > 1 else []) or list(CLIP_WEIGHT_FILES)
+    return ("could not download {} (no network?). Put {} in {}, or run install.py again with a network "
+            "connection.".format(" and ".join(missing), "them" if len(missing) > 1 else "it", folder))
 
 
 def profile_dir(args: argparse.Namespace, inkscape: Optional[str]) -> Path:
@@ -233,7 +255,7 @@ def profile_dir(args: argparse.Namespace, inkscape: Optional[str]) -> Path:
 
 
 def copy_extension(target: Path, inst: Installer) -> List[str]:
-    """Copy the extension scripts, the .inx menus and the engine client into ``target``;
+    """Copy the extension scripts, the .inx menus and the shared engine modules (``SHARED``) into ``target``;
     files an earlier version installed there and this one no longer has are removed."""
     inst.make_dir(target)
     sources = sorted((REPO / "extension").glob("*.py")) + sorted((REPO / "inx").glob("*.inx"))
@@ -241,8 +263,9 @@ def copy_extension(target: Path, inst: Installer) -> List[str]:
     for source in sources:
         inst.write(target / source.name, source.read_bytes(), "extension file")
         installed.append(str(target / source.name))
-    inst.write(target / CLIENT_NAME, CLIENT_SOURCE.read_bytes(), "engine client")
-    installed.append(str(target / CLIENT_NAME))
+    for source, name in sorted(SHARED.items()):
+        inst.write(target / name, (ENGINE_DIR / source).read_bytes(), "engine module")
+        installed.append(str(target / name))
     stale = [f for f in inst.owned["files"] if Path(f).parent == target and f not in installed]
     for name in stale:
         inst.say("remove the outdated {}".format(name))
@@ -352,7 +375,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--no-engine", action="store_true", help="install only the extension files and the config")
     parser.add_argument("--inkscape-profile", metavar="DIR", help="Inkscape user folder to install into (DIR/extensions), as INKSCAPE_PROFILE_DIR")
     parser.add_argument("--engine-url", metavar="URL", help="engine URL to configure (default http://127.0.0.1:8765)")
-    parser.add_argument("--no-weights", action="store_true", help="do not download the CLIP weights (RN101, ViT-B-32) now")
+    parser.add_argument("--no-weights", action="store_true", help="do not download the CLIP weights (RN101.pt, ViT-B-32.pt) now")
+    parser.add_argument("--torch-index", metavar="URL",
+                        help="install torch from this package index first, e.g. https://download.pytorch.org/whl/cpu "
+                             "for the CPU-only build (a few hundred MB instead of several GB)")
     parser.add_argument("--dry-run", action="store_true", help="print what would be done, change nothing")
     parser.add_argument("--uninstall", action="store_true", help="remove everything earlier runs installed")
     args = parser.parse_args(argv)

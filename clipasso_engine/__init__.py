@@ -1,7 +1,8 @@
 """clipasso_engine: photo → abstract line sketch of a few editable Bézier strokes (CLIPasso).
 
 Public API: ``sketch(image, settings, on_progress, should_stop) -> SketchResult``,
-``SketchSettings``, ``SketchResult``, ``Stroke``. They load on first use, so importing the
+``SketchSettings``, ``SketchResult``, ``Stroke``, and ``ClipassoError`` (every error a user
+can fix; docs/errors.md). They load on first use, so importing the
 package (or running ``clipasso --help``) does not pay for torch and CLIP up front.
 """
 
@@ -17,6 +18,7 @@ _PUBLIC = {
     "SketchSettings": "settings",
     "SketchResult": "result",
     "Stroke": "strokes",
+    "ClipassoError": "errors",
 }
 
 
@@ -26,4 +28,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'clipasso_engine' has no attribute {name!r}")
 
 
-__all__ = ["sketch", "SketchSettings", "SketchResult", "Stroke", "__version__"]
+__all__ = ["sketch", "SketchSettings", "SketchResult", "Stroke", "ClipassoError", "__version__"]

@@ -9,7 +9,9 @@ import torch
 
 from . import __version__
 from .clip_models import ClipImageModel, get_clip
+from .clip_weights import check_present
 from .devices import resolve_device, resolve_precision
+from .errors import SettingsError
 from .image import Canvas, ImageError, ImageInput, load_image, make_canvas, photo_size
 from .loss import ClipassoLoss
 from .memory import check_fits
@@ -72,6 +74,9 @@ def sketch(
     photo = _masked(canvas, mask, settings.mask, regions).to(device)
     avoid_field = regions.avoid_field()
 
+    # every missing weights file named at once (after trying to download them when allowed)
+    check_present([("clip", settings.clip)] + ([("saliency_clip", settings.saliency_clip)]
+                                               if settings.saliency and not init_strokes else []), download)
     clip = get_clip(settings.clip, device, download=download)
     precision = resolve_precision(settings.precision, device)
     loss_fn = ClipassoLoss(clip, settings.geometric_weights, settings.semantic_weight, precision)
@@ -82,7 +87,7 @@ def sketch(
         saliency_model = None
     else:
         if locked:
-            raise ValueError("locked strokes need init_strokes to lock")
+            raise SettingsError("locked strokes need init_strokes to lock")
         levels, seeds = settings.stroke_counts, settings.seed_list
         saliency_model = get_clip(settings.saliency_clip, device, download=download) if settings.saliency else None
         weights = regions.start_weights(canvas.valid, settings.detail_weight)   # None without regions
@@ -206,7 +211,7 @@ def _groups_from_strokes(strokes: Sequence[Stroke], locked: Sequence[int], canva
     n = len(strokes)
     bad = [i for i in locked if not 0 <= i < n]
     if bad:
-        raise ValueError(f"locked stroke indices {bad} are out of range: there are {n} initial strokes")
+        raise SettingsError(f"locked stroke indices {bad} are out of range: there are {n} initial strokes")
     pts, widths = strokes_to_tensors(strokes)
     lock = torch.zeros(n, dtype=torch.bool)
     lock[list(locked)] = True

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Optional, Sequence
 
 from . import __version__
+from .errors import SettingsError
 from .settings import SketchSettings
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"})
@@ -37,7 +38,7 @@ REPORT_NAME = "batch.json"
 DONE = ("ok", "skipped")
 
 
-class BatchError(ValueError):
+class BatchError(SettingsError):
     """The batch cannot run at all (no images, two images with one output name, an output
     folder that is a file, workers that cannot load the models); the message says why."""
 
@@ -165,7 +166,7 @@ def warm_models(recipe: Recipe) -> str:
     """Load the CLIP models of ``recipe`` on its device now (they are cached per device for
     the life of the process), so missing weights fail before the first image. Returns the
     device."""
-    from .api import resolve_device
+    from .devices import resolve_device
     from .clip_models import get_clip
 
     s = recipe.settings
@@ -183,7 +184,7 @@ def sketch_bytes(recipe: Recipe, name: str, data: bytes) -> Outcome:
     import torch
 
     from .api import sketch
-    from .clip_models import WeightsMissingError
+    from .clip_weights import WeightsMissingError
     from .image import ImageError
 
     started = time.perf_counter()

@@ -1,7 +1,9 @@
 """The ``clipasso`` command: ``sketch``, ``batch``, ``serve``, ``models``, ``doctor``.
 
-Every failure the user can fix ends as one line ``clipasso: error: …`` on stderr and exit
-status 2; output files are written only when the whole job succeeded, each atomically. ``batch``
+Every failure the user can fix (a :class:`~clipasso_engine.errors.ClipassoError`, or the
+system's ``OSError`` on a file) ends as one line ``clipasso: error: …`` on stderr and exit
+status 2; anything else is a bug: its traceback goes to ``cli.log`` in the config folder and the
+user reads "internal error, see <log>" (exit status 1); output files are written only when the whole job succeeded, each atomically. ``batch``
 goes on past a photo that fails and ends with status 1 when any did.
 """
 
@@ -16,12 +18,17 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from . import __version__
+from .errors import ClipassoError
 
 EXIT_USAGE = 2
+EXIT_INTERNAL = 1
+CLI_LOG = "cli.log"
 
 
-class CliError(Exception):
-    """A message for the user; printed as one line."""
+class CliError(ClipassoError):
+    """A message for the user about the command line; printed as one line."""
+
+    kind = "usage"
 
 
 def sample_image() -> Path:
@@ -59,7 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_batch_parser(sub)
 
     m = sub.add_parser("models", help="which CLIP weights are present and where to put them")
-    m.add_argument("--download", metavar="NAME", help="download OpenAI weights for NAME (RN101, ViT-B-32) into the cache")
+    m.add_argument("--download", metavar="NAME", nargs="+",
+                   help="download the weights of these models (RN101 ViT-B-32, or RN50-cc12m, RN101-yfcc15m) into "
+                        "the weights folder")
     sub.add_parser("doctor", help="check the installation: Python, torch, devices, CLIP weights")
 
     v = sub.add_parser("serve", help="run the engine as a local HTTP service (job queue, live preview page)")
@@ -423,17 +432,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .clip_models import available_models, download_clip
+    from .clip_weights import available_models, download_clip, weights_folder
 
     if args.download:
-        print(f"{args.download}: ready at {download_clip(args.download)}")
+        for name in args.download:
+            print(f"{name}: ready at {download_clip(name)}")
         return 0
-    for m in available_models():
+    rows = available_models()
+    for m in rows:
         state = f"present at {m['path']}" if m["present"] else "MISSING"
         print(f"{m['name']:10s} {m['file']:14s} {state}")
-    print("Weights are looked for in: " + ", ".join(available_models()[0]["searched"]))
-    print("Put OpenAI's RN101.pt / ViT-B-32.pt in one of them, set CLIPASSO_CLIP_DIR, or run "
-          "`clipasso models --download RN101` once with a network connection.")
+    print("Weights are looked for in: " + ", ".join(rows[0]["searched"]))
+    missing = [m for m in rows if not m["present"]]
+    if missing:
+        print(f"To get {' and '.join(m['file'] for m in missing)}, run once with a network connection:")
+        print(f"  clipasso models --download {' '.join(m['name'] for m in missing)}")
+        print(f"or download {'; '.join(m['url'] for m in missing)} into {weights_folder()}")
+    print("Openly licensed alternatives (see docs/models.md): --clip RN101-yfcc15m, or RN50-cc12m.")
     return 0
 
 
@@ -443,7 +458,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     import torch
 
     from .devices import mps_available
-    from .clip_models import available_models
+    from .clip_weights import available_models
     from .raster import diffvg_available
 
     print(f"clipasso-inkscape {__version__}, Python {platform.python_version()}, torch {torch.__version__}")
@@ -463,19 +478,32 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except KeyboardInterrupt:
         print("clipasso: cancelled; no file written", file=sys.stderr)
         return 130
-    except Exception as exc:  # the boundary: known errors become one line
-        if not _is_user_error(exc):
-            raise
+    except (ClipassoError, OSError) as exc:  # the boundary: what the user can fix becomes one line
         print(f"clipasso: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Exception as exc:  # a bug: the traceback goes to the log, the user is told where
+        print(f"clipasso: internal error ({type(exc).__name__}), see {_log_internal_error()}", file=sys.stderr)
+        return EXIT_INTERNAL
 
 
-def _is_user_error(exc: Exception) -> bool:
-    from .clip_models import WeightsMissingError
-    from .image import ImageError
-    from .svg import SvgError
+def _log_internal_error() -> str:
+    """Append the traceback being handled to ``cli.log`` in the config folder; where it went
+    (stderr itself when that folder cannot be written)."""
+    import time
+    import traceback
 
-    return isinstance(exc, (CliError, ImageError, WeightsMissingError, SvgError, ValueError, OSError))
+    from .config_folder import config_dir
+
+    path = Path(config_dir()) / CLI_LOG
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write(f"--- {time.strftime('%Y-%m-%d %H:%M:%S')} clipasso {' '.join(sys.argv[1:])}\n")
+            log.write(traceback.format_exc())
+        return str(path)
+    except OSError:
+        traceback.print_exc()
+        return "the traceback above"
 
 
 if __name__ == "__main__":

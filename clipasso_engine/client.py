@@ -23,21 +23,28 @@ import json
 import os
 import re
 import socket
-import sys
 import time
 import urllib.error
 import urllib.request
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
+try:  # inside the engine package
+    from .config_folder import APP_NAME, config_dir, platform_config_dir
+    from .errors import ClipassoError, EngineUnreachable, NotAnEngine
+except ImportError:  # the copies beside the Inkscape extension (install.py)
+    from clipasso_config_folder import APP_NAME, config_dir, platform_config_dir  # type: ignore[no-redef]
+    from clipasso_errors import ClipassoError, EngineUnreachable, NotAnEngine  # type: ignore[no-redef]
+
 DEFAULT_URL = "http://127.0.0.1:8765"
-APP_NAME = "clipasso"
 TERMINAL_STATES = ("done", "failed", "cancelled")
 MAX_REQUEST_BYTES = 30 * 2**20       # the engine's limit on a request body: a photo of ~22 MB as base64, plus settings
 
 
-class EngineError(Exception):
+class EngineError(ClipassoError):
     """The engine refused a request or a job ended without a result. ``status``: the HTTP
     status (None when no response came); ``job``: the job's last status, when there was one."""
+
+    kind = "engine"
 
     def __init__(self, message: str, status: Optional[int] = None, job: Optional[Dict[str, Any]] = None):
         super().__init__(message)
@@ -45,35 +52,30 @@ class EngineError(Exception):
         self.job = job
 
 
-class EngineUnavailable(EngineError):
+class EngineUnavailable(EngineError, EngineUnreachable):
     """Nothing answers at the engine URL (not started, wrong port, or unreachable host).
     ``timed_out``: something took the connection but sent no answer in time."""
 
+    kind = EngineUnreachable.kind
     timed_out = False
 
 
-def config_dir() -> str:
-    """The clipasso config folder: ``$CLIPASSO_CONFIG_DIR`` if set, else platformdirs'
-    ``user_config_dir("clipasso")`` (the engine's rule), computed here without platformdirs."""
-    override = os.environ.get("CLIPASSO_CONFIG_DIR")
-    if override:
-        return os.path.expanduser(override)
-    return platform_config_dir(sys.platform)
+class NotAnEngineError(EngineError, NotAnEngine):
+    """Something answers at the engine URL, but not as a clipasso engine (its message names
+    the URL and what came back)."""
+
+    kind = NotAnEngine.kind
 
 
-def platform_config_dir(platform: str) -> str:
-    """platformdirs' user config dir of "clipasso" for ``platform`` (a ``sys.platform`` value):
-    Windows ``%LOCALAPPDATA%\\clipasso\\clipasso``; macOS ``$XDG_CONFIG_HOME/clipasso`` when that
-    is an absolute path, else ``~/Library/Application Support/clipasso``; elsewhere
-    ``$XDG_CONFIG_HOME/clipasso`` when absolute, else ``~/.config/clipasso``."""
-    if platform == "win32":
-        base = os.environ.get("LOCALAPPDATA") or os.path.join(os.path.expanduser("~"), "AppData", "Local")
-        return os.path.join(os.path.normpath(base), APP_NAME, APP_NAME)
-    xdg = os.environ.get("XDG_CONFIG_HOME", "")
-    if xdg.startswith("/"):
-        return os.path.join(xdg, APP_NAME)
-    default = "~/Library/Application Support" if platform == "darwin" else "~/.config"
-    return os.path.join(os.path.expanduser(default), APP_NAME)
+class JobFailed(EngineError):
+    """A job ended as failed. ``kind``: the engine's error kind for it (``"weights"``,
+    ``"image"``, ... as in ``clipasso_errors``; ``"internal"`` for an engine bug), ``detail``
+    the facts the engine attached (e.g. ``{"missing": ["RN101.pt"], "folder": ...}``)."""
+
+    def __init__(self, message: str, job: Dict[str, Any]):
+        super().__init__(message, job=job)
+        self.kind = str(job.get("error_kind") or "error")
+        self.detail = dict(job.get("error_detail") or {})
 
 
 def read_token(config_dir_path: Optional[str] = None) -> str:
@@ -147,6 +149,11 @@ class EngineClient:
     def health(self) -> Dict[str, Any]:
         """``{"status": "ok", "version", "device", "queued", "running", ...}``."""
         return self._request("GET", "/v1/health")
+
+    def models(self) -> Dict[str, Any]:
+        """``{"clip", "saliency_clip", "loaded", "weights", "missing", "weights_folder"}``:
+        ``missing`` lists the weights files the engine's default models lack."""
+        return self._request("GET", "/v1/models")
 
     def submit(
         self,
@@ -259,7 +266,7 @@ class EngineClient:
             return self.result(job_id)
         if status["state"] == "cancelled":
             raise EngineError("job {} was cancelled".format(job_id), job=status)
-        raise EngineError(status.get("error") or "job {} failed".format(job_id), job=status)
+        raise JobFailed(status.get("error") or "job {} failed".format(job_id), status)
 
     def _request(self, method: str, path: str, body: Optional[Dict[str, Any]] = None) -> Any:
         with self._open(self._prepare(method, path, body)) as resp:
@@ -281,7 +288,7 @@ class EngineClient:
                     self.url, str(exc) or type(exc).__name__)
             ) from None
         except ValueError:  # not JSON, or not UTF-8
-            raise EngineError(
+            raise NotAnEngineError(
                 "something other than a CLIPasso engine answers at {} (its answer to {} is not the engine's "
                 "JSON)".format(self.url, path), status=200
             ) from None
@@ -309,7 +316,7 @@ class EngineClient:
             unavailable.timed_out = isinstance(reason, socket.timeout)
             raise unavailable from None
         except http.client.HTTPException as exc:  # an answer, but not HTTP (another kind of server)
-            raise EngineError(
+            raise NotAnEngineError(
                 "something other than a CLIPasso engine answers at {} (not an HTTP answer: {})".format(
                     self.url, type(exc).__name__)
             ) from None
@@ -323,7 +330,7 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str) -> None:
         fp.close()
-        raise EngineError(
+        raise NotAnEngineError(
             "something other than a CLIPasso engine answers at {} (it redirects to {}; not followed, so the "
             "token stays here)".format(self.url, newurl),
             status=code,

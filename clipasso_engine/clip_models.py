@@ -1,12 +1,13 @@
 """CLIP image encoders: load by name, file or ``random:ARCH``, and read their inner layers.
 
-Only the image tower of a CLIP model is kept (the text tower is never built or is dropped at
-once): CLIPasso compares images with images. Specs accepted by :func:`load_clip`:
+Only the image tower of a CLIP model is kept (the text tower is never built): CLIPasso
+compares images with images. Where weight files are and how they are fetched is
+:mod:`clipasso_engine.clip_weights`. Specs accepted by :func:`load_clip`:
 
-- ``"RN101"``, ``"ViT-B-32"`` (or another OpenAI CLIP name): OpenAI's weights, looked up in
-  ``$CLIPASSO_CLIP_DIR``, ``~/.cache/clip/`` (the ``clip`` package's cache, also open_clip's)
-  and the huggingface cache open_clip downloads into. The network is used only when asked
-  (``download=True``); otherwise a missing file raises :class:`WeightsMissingError` at once.
+- ``"RN101"``, ``"ViT-B-32"`` (or another name in ``clip_weights.WEIGHTS``, e.g. the openly
+  licensed ``"RN101-yfcc15m"``): that file, found by :func:`clip_weights.find_weights`. The
+  network is used only when asked (``download=True``); otherwise a missing file raises
+  :class:`~clipasso_engine.clip_weights.WeightsMissingError` at once.
 - a file path: OpenAI's TorchScript archive (``RN101.pt``), a plain state dict (``torch.save``),
   or a ``.safetensors`` file; the architecture is read from the tensor shapes.
 - ``"random:RN101"``, ``"random:ViT-B-32"``: the same architecture with random weights, for
@@ -19,14 +20,10 @@ Images enter as ``(B, 3, S, S)`` tensors already passed through :func:`normalize
 
 from __future__ import annotations
 
-import glob
-import hashlib
 import math
 import os
 import pickle
-import tempfile
 import threading
-import urllib.request
 import warnings
 from collections import OrderedDict
 from pathlib import Path
@@ -34,22 +31,19 @@ from typing import Any, Sequence
 
 import open_clip
 import torch
-from open_clip.model import _build_vision_tower  # builds the image tower alone, no text tower
 from open_clip.modified_resnet import ModifiedResNet
-from open_clip.pretrained import get_pretrained_cfg
 from open_clip.transformer import VisionTransformer
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .clip_weights import WeightsMissingError, download_clip, find_weights, known, looks_like_path, model_names
+from .errors import SettingsError, WeightsError
 from .fusion import fold_batchnorm
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 RESNET_STAGES = ("stem", "layer1", "layer2", "layer3", "layer4")
-
-# The models `clipasso models` reports on: the loss model and the saliency model (docs/method.md).
-DEFAULT_MODELS = ("RN101", "ViT-B-32")
 
 # Tiny towers for tests: same stage names and input size as the real ones, a few ms per image.
 # vision_cfg as open_clip reads it; 64-wide heads as in OpenAI's models (files do not record heads).
@@ -58,40 +52,12 @@ _TINY = {
     "tiny-ViT": (64, {"layers": 3, "width": 128, "patch_size": 32, "image_size": 224}),
 }
 
-_DOWNLOAD_TIMEOUT_S = 30.0
-
 
 def normalize(images: Tensor) -> Tensor:
     """CLIP's input normalization of ``(B, 3, H, W)`` images in [0, 1] (per-channel mean/std)."""
     mean = images.new_tensor(CLIP_MEAN).view(1, 3, 1, 1)
     std = images.new_tensor(CLIP_STD).view(1, 3, 1, 1)
     return (images - mean) / std
-
-
-class WeightsMissingError(RuntimeError):
-    """CLIP weights for a named model (or a given file) are nowhere to be found.
-
-    ``file`` is the missing file (``RN101.pt``), ``searched`` every folder or path looked at.
-    """
-
-    def __init__(self, name: str, file: str, searched: Sequence[str], download_error: str | None = None):
-        self.name, self.file, self.searched = name, file, list(searched)
-        named = os.path.basename(file) == file
-        order = (
-            f" (in order: CLIPASSO_CLIP_DIR{'' if os.environ.get('CLIPASSO_CLIP_DIR') else ' (not set)'}, "
-            "the clip package's cache, open_clip's huggingface cache)"
-            if named
-            else ""
-        )
-        super().__init__(
-            f"CLIP weights {file} for model {name} not found. Looked in: {'; '.join(self.searched)}{order}. "
-            + (f"Downloading them failed ({download_error}). " if download_error else "")
-            + f"To get them, run once with network access `clipasso models --download {name}`, "
-            f"or download OpenAI's {os.path.basename(file)} (the file the `clip` package caches in "
-            f"~/.cache/clip/) and pass `--clip /path/{os.path.basename(file)}` or put it in the folder "
-            f"named by CLIPASSO_CLIP_DIR. For tests only, `random:{name}` runs the same architecture "
-            "with random weights."
-        )
 
 
 class ClipImageModel(nn.Module):
@@ -186,129 +152,34 @@ def _attention_probs(attn: nn.MultiheadAttention, x: Tensor) -> Tensor:
     return probs.mean(dim=1)  # (B, T, T)
 
 
-# ---------------------------------------------------------------- where weights live
-
-
-def _openai_cfg(name: str) -> dict[str, Any]:
-    """open_clip's record of OpenAI's checkpoint for ``name`` (url, hf_hub), or {} if none."""
-    return get_pretrained_cfg(name, "openai") or {}
-
-
-def _openai_names() -> list[str]:
-    return [n for n in open_clip.list_openai_models() if not n.endswith("-quickgelu")]
-
-
-def _weights_file(name: str) -> str:
-    """OpenAI's file name for a model, as the ``clip`` package caches it: ``RN101.pt``."""
-    return os.path.basename(_openai_cfg(name)["url"])
-
-
-def _clip_dirs() -> list[Path]:
-    """The folders that may hold OpenAI's files, in search order: ``$CLIPASSO_CLIP_DIR`` when
-    set, then ``~/.cache/clip`` (where the ``clip`` package and open_clip's URL download put them)."""
-    env = os.environ.get("CLIPASSO_CLIP_DIR")
-    return ([Path(env).expanduser()] if env else []) + [Path("~/.cache/clip").expanduser()]
-
-
-def _hf_hub_cache() -> Path:
-    """huggingface_hub's cache folder, from the environment at call time (not import time)."""
-    if os.environ.get("HF_HUB_CACHE"):
-        return Path(os.environ["HF_HUB_CACHE"]).expanduser()
-    cache = os.environ.get("XDG_CACHE_HOME") or "~/.cache"
-    return Path(os.environ.get("HF_HOME") or os.path.join(cache, "huggingface")).expanduser() / "hub"
-
-
-def _hf_model_dir(name: str) -> Path | None:
-    """Where open_clip's huggingface download of ``name`` would be cached, if it has one."""
-    repo = _openai_cfg(name).get("hf_hub", "").strip("/")
-    return _hf_hub_cache() / ("models--" + repo.replace("/", "--")) if repo else None
-
-
-def _find_weights(name: str) -> tuple[Path | None, list[str]]:
-    """Local file with OpenAI's weights for ``name`` (or None) and the places searched."""
-    file = _weights_file(name)
-    searched: list[str] = []
-    for folder in _clip_dirs():
-        searched.append(str(folder))
-        if (folder / file).is_file():
-            return folder / file, searched
-    hf_dir = _hf_model_dir(name)
-    if hf_dir is not None:
-        searched.append(str(hf_dir))
-        for pattern in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            hits = sorted(glob.glob(str(hf_dir / "snapshots" / "*" / pattern)))
-            if hits:
-                return Path(hits[-1]), searched
-    return None, searched
-
-
-def available_models() -> list[dict[str, Any]]:
-    """Which of the default CLIP models have weights on this machine, and where they were sought:
-    ``[{"name", "file", "present", "path", "searched"}]``."""
-    rows = []
-    for name in DEFAULT_MODELS:
-        path, searched = _find_weights(name)
-        rows.append(
-            {
-                "name": name,
-                "file": _weights_file(name),
-                "present": path is not None,
-                "path": str(path) if path else None,
-                "searched": searched,
-            }
-        )
-    return rows
-
-
-def download_clip(name: str, folder: str | os.PathLike[str] | None = None) -> Path:
-    """Download OpenAI's weights for ``name`` into ``folder`` (default: ``$CLIPASSO_CLIP_DIR``,
-    else ``~/.cache/clip``) unless already there; returns the file. Checks the SHA-256 that
-    OpenAI's URL carries; a partial download never takes the final name."""
-    name = _base_name(name)
-    url = _openai_cfg(name).get("url")
-    if not url:
-        raise ValueError(f"no OpenAI weights known for {name!r}; known: {_openai_names()}")
-    target_dir = Path(folder) if folder else _clip_dirs()[0]
-    try:
-        return _download(url, target_dir / os.path.basename(url), sha256_prefix=url.split("/")[-2])
-    except OSError as exc:   # no network, refused, timeout, disk: say what to do instead
-        reason = getattr(exc, "reason", None) or exc
-        raise WeightsMissingError(name, _weights_file(name), _find_weights(name)[1], f"{url}: {reason}") from None
-
-
-def _download(url: str, target: Path, sha256_prefix: str = "") -> Path:
-    """Fetch ``url`` to ``target`` (with a timeout), verify its SHA-256 starts with the prefix."""
-    if target.is_file() and _sha256(target).startswith(sha256_prefix):
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=_DOWNLOAD_TIMEOUT_S) as src:
-            while chunk := src.read(1 << 20):
-                out.write(chunk)
-        digest = _sha256(Path(tmp))
-        if not digest.startswith(sha256_prefix):
-            raise RuntimeError(f"download of {url} is corrupt: SHA-256 {digest}, expected {sha256_prefix}…")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return target
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- building towers
+
+
+OPEN_CLIP_SUPPORTED = ">=2.24,<4"     # the open-clip-torch releases this module is tested with (pyproject.toml)
 
 
 def _base_name(name: str) -> str:
     return name.removesuffix("-quickgelu")
+
+
+def _vision_tower(embed_dim: int, vision_cfg: dict[str, Any]) -> nn.Module:
+    """An open_clip image tower (``ModifiedResNet`` or ``VisionTransformer``) of this shape,
+    with OpenAI's QuickGELU, without building a text tower.
+
+    The one place that calls open_clip beyond its public names: ``open_clip.model.
+    _build_vision_tower`` (open_clip's public ``create_model`` would build and drop a text tower
+    of ~63 M parameters per model, and only for named configs, while files give shapes). A
+    release that drops or changes it fails here, loudly, and in tests/test_clip_models.py."""
+    try:
+        from open_clip.model import _build_vision_tower
+    except ImportError as exc:
+        raise WeightsError(f"open-clip-torch {getattr(open_clip, '__version__', '?')} has no image-tower builder ({exc}); "
+                           f"clipasso needs open-clip-torch{OPEN_CLIP_SUPPORTED}") from None
+    visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)
+    if not isinstance(visual, (ModifiedResNet, VisionTransformer)):
+        raise WeightsError(f"open-clip-torch {getattr(open_clip, '__version__', '?')} built a {type(visual).__name__}, not a CLIP "
+                           f"image tower; clipasso needs open-clip-torch{OPEN_CLIP_SUPPORTED}")
+    return visual
 
 
 def _random_tower(arch: str) -> nn.Module:
@@ -322,13 +193,13 @@ def _random_tower(arch: str) -> nn.Module:
     else:
         cfg = open_clip.get_model_config(arch + "-quickgelu") or open_clip.get_model_config(arch)
         if cfg is None:
-            raise ValueError(f"unknown CLIP architecture {arch!r}; {_SPEC_HELP}")
+            raise SettingsError(f"unknown CLIP architecture {arch!r}; {_SPEC_HELP}")
         embed_dim, vision_cfg = cfg["embed_dim"], cfg["vision_cfg"]
     # seeded, without touching the caller's random state: the same weights in every process,
     # so a random-weight run is reproducible across CLI calls and engine restarts
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
-        visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)
+        visual = _vision_tower(embed_dim, vision_cfg)
         if isinstance(visual, ModifiedResNet):
             for module in visual.modules():
                 if isinstance(module, nn.Conv2d):
@@ -385,7 +256,7 @@ def _shape_key(embed_dim: int, vision_cfg: dict[str, Any]) -> tuple:
 def _arch_name(embed_dim: int, vision_cfg: dict[str, Any], path: Path) -> str:
     """The OpenAI model name with this architecture, else the file's name."""
     key = _shape_key(embed_dim, vision_cfg)
-    for name in _openai_names():
+    for name in dict.fromkeys(known(n).arch for n in model_names()):
         cfg = open_clip.get_model_config(name)
         if cfg and _shape_key(cfg["embed_dim"], cfg["vision_cfg"]) == key:
             return name
@@ -398,24 +269,21 @@ def _tower_from_file(path: Path) -> tuple[nn.Module, str]:
     try:
         sd = _read_state_dict(path)
         embed_dim, vision_cfg = _vision_cfg_from_state_dict(sd)
-        visual = _build_vision_tower(embed_dim, vision_cfg, quick_gelu=True)  # OpenAI used QuickGELU
+        visual = _vision_tower(embed_dim, vision_cfg)
         # OpenAI's files hold many tensors in float16; loading into float32 parameters is exact.
         visual.load_state_dict({k[len("visual."):]: v for k, v in sd.items() if k.startswith("visual.")})
     except (ValueError, RuntimeError, KeyError, EOFError, pickle.UnpicklingError) as exc:
-        raise ValueError(f"{path} is not a readable CLIP weights file ({type(exc).__name__}: {str(exc)[:200]}); "
+        raise WeightsError(f"{path} is not a readable CLIP weights file ({type(exc).__name__}: {str(exc)[:200]}); "
                          "use OpenAI's RN101.pt / ViT-B-32.pt or an open_clip state dict") from None
     return visual, _arch_name(embed_dim, vision_cfg, path)
 
 
 _SPEC_HELP = (
-    "valid forms: an OpenAI CLIP name (RN101, ViT-B-32, RN50, ViT-B-16, ViT-L-14, ...), "
+    "valid forms: an OpenAI CLIP name (RN101, ViT-B-32, RN50, ViT-B-16, ViT-L-14, ...), an openly "
+    "licensed one (RN50-cc12m, RN101-yfcc15m), "
     "a weights file path (/path/RN101.pt), random:RN101, random:ViT-B-32 (random weights, same "
     "cost), random:tiny-RN or random:tiny-ViT (tiny test models)"
 )
-
-
-def _looks_like_path(spec: str) -> bool:
-    return os.sep in spec or "/" in spec or spec.endswith((".pt", ".pth", ".bin", ".safetensors"))
 
 
 def load_clip(spec: str, device: torch.device | str = "cpu", *, download: bool = False) -> ClipImageModel:
@@ -423,29 +291,29 @@ def load_clip(spec: str, device: torch.device | str = "cpu", *, download: bool =
 
     Never touches the network unless ``download``; missing weights raise
     :class:`WeightsMissingError` naming the file and every place searched. Unknown specs raise
-    ``ValueError``.
+    :class:`SettingsError`, unreadable files :class:`WeightsError`.
     """
     spec = spec.strip()
     if spec.startswith("random:"):
         arch = _base_name(spec.removeprefix("random:"))
         visual, source = _random_tower(arch), "random"
-    elif _looks_like_path(spec) or os.path.isfile(spec):
+    elif looks_like_path(spec) or os.path.isfile(spec):
         path = Path(spec).expanduser()
         if not path.is_file():
-            raise WeightsMissingError(path.stem, str(path), [str(path)])
+            raise WeightsMissingError([(path.stem, str(path), "clip")], [str(path)])
         visual, arch = _tower_from_file(path)
         source = str(path.resolve())
-    elif _openai_cfg(spec):
-        name = _base_name(spec)
-        path, searched = _find_weights(name)
+    elif known(spec):
+        entry = known(spec)
+        path, searched = find_weights(entry.name)
         if path is None:
             if not download:
-                raise WeightsMissingError(name, _weights_file(name), searched)
-            path = download_clip(name)
+                raise WeightsMissingError([(entry.name, entry.file, "clip")], searched)
+            path = download_clip(entry.name)
         visual, arch = _tower_from_file(path)
         source = str(path)
     else:
-        raise ValueError(f"unknown CLIP model {spec!r}; {_SPEC_HELP}")
+        raise SettingsError(f"unknown CLIP model {spec!r}; {_SPEC_HELP}")
     return ClipImageModel(visual.float(), spec=spec, arch=arch, source=source).to(device)
 
 
@@ -482,10 +350,10 @@ def _cache_key(spec: str, device: str) -> tuple:
     path: Path | None = None
     if spec.startswith("random:"):
         return ("random", _base_name(spec.removeprefix("random:")), device)
-    if _looks_like_path(spec) or os.path.isfile(spec):
+    if looks_like_path(spec) or os.path.isfile(spec):
         path = Path(spec).expanduser()
-    elif _openai_cfg(spec):
-        path = _find_weights(_base_name(spec))[0]
+    elif known(spec):
+        path = find_weights(known(spec).name)[0]
     if path is not None:
         try:
             st = path.stat()
@@ -499,38 +367,12 @@ def _model_bytes(model: nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
-def weights_folders() -> list[Path]:
-    """The folders a job sent to the engine may name weights files in (``$CLIPASSO_CLIP_DIR``,
-    ``~/.cache/clip``, huggingface's cache)."""
-    return [*_clip_dirs(), _hf_hub_cache()]
-
-
-def names_a_file_elsewhere(spec: str) -> bool:
-    """True when ``spec`` names a weights file outside ``weights_folders()``. Decided from the
-    text of the path alone (links resolved), never from whether the file exists, so an answer
-    tells nothing about files elsewhere."""
-    spec = spec.strip()
-    if spec.startswith("random:") or (not _looks_like_path(spec) and _openai_cfg(spec)):
-        return False
-    where = os.path.realpath(os.path.expanduser(spec))
-    for folder in weights_folders():
-        root = os.path.realpath(folder)
-        if where.startswith(root.rstrip(os.sep) + os.sep):
-            return False
-    return True
-
-
 __all__ = [
     "CLIP_MEAN",
     "CLIP_STD",
     "RESNET_STAGES",
     "ClipImageModel",
-    "WeightsMissingError",
-    "available_models",
-    "download_clip",
     "get_clip",
     "load_clip",
-    "names_a_file_elsewhere",
-    "weights_folders",
     "normalize",
 ]

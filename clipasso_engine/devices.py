@@ -17,6 +17,8 @@ import platform
 
 import torch
 
+from .errors import DeviceError
+
 
 def mps_available() -> bool:
     """Apple's GPU backend is built into this torch and usable here."""
@@ -29,7 +31,7 @@ def resolve_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if cuda else "mps" if mps else "cpu")
     if (name == "cuda" and not cuda) or (name == "mps" and not mps):
-        raise ValueError(f"device {name!r} was asked for but is not available here; use --device auto or cpu")
+        raise DeviceError(f"device {name!r} was asked for but is not available here; use --device auto or cpu")
     return torch.device(name)
 
 

@@ -34,6 +34,8 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .errors import ImageError
+
 CANVAS = 224
 MIN_SIDE = 8                     # smaller photos have nothing to sketch
 MAX_PIXELS = 64_000_000          # decoded pixels; larger files are refused before decoding
@@ -54,10 +56,6 @@ ALLOWED_FORMATS = ", ".join(label for label, _ in FORMATS.values())
 _SIZE_KEY = "clipasso.photo_size"                     # Image.info entry: the photo's size before reduction
 
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
-
-
-class ImageError(ValueError):
-    """A photo that cannot be used; the message says what is wrong and what to do."""
 
 
 def load_image(src: ImageInput, *, max_pixels: int = MAX_PIXELS,

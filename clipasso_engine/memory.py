@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from .errors import SettingsError
+
 if TYPE_CHECKING:
     from .settings import SketchSettings
 
@@ -29,8 +31,8 @@ RUNTIME = 800 * MiB                  # Python + torch in a CPU process, allocato
 HEADROOM = 0.9                       # use at most this share of what is free
 
 
-class MemoryBudgetError(ValueError):
-    """The sketch would need more memory than the device has free."""
+class MemoryBudgetError(SettingsError):
+    """The sketch would need more memory than the device has free (its settings ask too much)."""
 
 
 def job_bytes(images: int, aug_bank: int, precision: str) -> int:

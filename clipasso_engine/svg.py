@@ -4,11 +4,15 @@ Our output is one ``<path d="M x0 y0 C x1 y1 x2 y2 x3 y3">`` per stroke in image
 ``viewBox="0 0 W H"``. Numbers are written in their shortest exact form, so reading our own
 file back gives the very same strokes.
 
-Reading accepts what a designer may leave after editing in Inkscape or by hand: ``<path>``,
-``<line>``, ``<polyline>`` and ``<polygon>`` elements anywhere in the tree, any path data
-(see ``svg_path``), ``transform`` on the element and its ancestors, and stroke style given as
-attributes or in ``style``, inherited from groups. Every drawn piece becomes one cubic stroke in
-viewBox pixels (origin moved to the viewBox's top-left). Elements in ``<defs>``, ``<clipPath>``,
+Reading (svgelements, a pure-Python SVG library, does the geometry and the style cascade)
+accepts what a designer may leave after editing in Inkscape or by hand: ``<path>``, ``<line>``,
+``<polyline>`` and ``<polygon>`` elements anywhere in the tree, any path data, ``transform`` on
+the element and its ancestors, and stroke style given as attributes or in ``style``, inherited
+from groups. An element with no stroke set anywhere counts as stroked in black (a hand-written
+path usually says nothing about its stroke). Every drawn piece becomes one cubic stroke in
+viewBox pixels (origin moved to the viewBox's top-left): lines and quadratics exactly, arcs in
+pieces of at most 90°. svgelements reads bad data leniently, so the values it would skip or
+guess (path data, transforms, stroke widths) are checked first, and the message names the element. Elements in ``<defs>``, ``<clipPath>``,
 ``<mask>``, ``<symbol>``, ``<marker>``, ``<pattern>`` and ``<metadata>`` are not drawn, so they
 are skipped, and so is whatever is hidden (``display:none``, ``visibility:hidden``) or has
 ``stroke:none`` (a filled shape, not a stroke); other elements (images, text, rects…) are not
@@ -17,23 +21,26 @@ strokes and are ignored.
 
 from __future__ import annotations
 
+import io
+import math
 import re
 from typing import Iterable, Sequence
 
+import svgelements as se
 from lxml import etree
 
-from . import svg_path
+from .errors import SvgError
 from .strokes import Stroke
 
 SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata"}
 _STROKE_TAGS = {"path", "line", "polyline", "polygon"}
-_INHERITED = ("stroke", "stroke-width", "stroke-opacity", "visibility")
-
-
-class SvgError(ValueError):
-    """An SVG that cannot be read as strokes; the message names the element and the problem."""
+_STROKE_SHAPES = (se.Path, se.SimpleLine, se.Polyline, se.Polygon)
+NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
+_TRANSFORM = re.compile(rf"\s*(?:(?:matrix|translate|scale|rotate|skewX|skewY)\s*\(\s*(?:{NUMBER}[\s,]*)*\)[\s,]*)*")
+Point = tuple[float, float]
+Cubic = tuple[Point, Point, Point, Point]
 
 
 def fmt(v: float) -> str:
@@ -114,9 +121,80 @@ def svg_to_strokes(text: str | bytes) -> tuple[list[Stroke], float, float]:
     """
     root = _parse(text)
     origin, width, height = _canvas(root)
+    _check(root)
+    # the viewport is the viewBox itself (strokes are in viewBox pixels, whatever the document's
+    # printed size), and a stroke no one set is black rather than SVG's none
+    root.set("viewBox", f"{fmt(origin[0])} {fmt(origin[1])} {fmt(width)} {fmt(height)}")
+    root.set("width", fmt(width))
+    root.set("height", fmt(height))
+    if root.get("stroke") is None:
+        root.set("stroke", "#000000")
+    doc = se.SVG.parse(io.BytesIO(etree.tostring(root)), reify=True)
     strokes: list[Stroke] = []
-    _walk(root, (1.0, 0.0, 0.0, 1.0, -origin[0], -origin[1]), {}, strokes)
+    for el in doc.elements():
+        if not isinstance(el, _STROKE_SHAPES) or el.values.get("visibility", "visible") != "visible":
+            continue
+        if el.stroke is None or el.stroke.value is None:          # stroke:none: a filled shape
+            continue
+        opacity = float(el.values.get("stroke-opacity", 1)) * float(el.values.get("opacity", 1))
+        color = f"#{el.stroke.red:02x}{el.stroke.green:02x}{el.stroke.blue:02x}"
+        width_px = float(el.stroke_width) if el.stroke_width is not None else 1.0
+        strokes += [Stroke(points=c, width=width_px, color=color, opacity=min(1.0, opacity))
+                    for c in _cubics(se.Path(el))]
     return strokes, width, height
+
+
+def _cubics(path: se.Path) -> list[Cubic]:
+    """Every drawn segment of ``path`` (already transformed) as one or more cubics."""
+    out: list[Cubic] = []
+    for seg in path.segments():
+        p0 = (seg.start.x, seg.start.y) if seg.start is not None else None
+        p3 = (seg.end.x, seg.end.y) if seg.end is not None else None
+        if isinstance(seg, se.Move) or p0 is None or p3 is None:
+            continue
+        if isinstance(seg, (se.Line, se.Close)):
+            if isinstance(seg, se.Close) and p0 == p3:
+                continue                                           # already back at the start
+            out.append((p0, _lerp(p0, p3, 1 / 3), _lerp(p0, p3, 2 / 3), p3))
+        elif isinstance(seg, se.QuadraticBezier):
+            q = (seg.control.x, seg.control.y)
+            out.append((p0, _lerp(p0, q, 2 / 3), _lerp(p3, q, 2 / 3), p3))
+        elif isinstance(seg, se.CubicBezier):
+            out.append((p0, (seg.control1.x, seg.control1.y), (seg.control2.x, seg.control2.y), p3))
+        elif isinstance(seg, se.Arc):
+            out += _arc_cubics(seg)
+    return out
+
+
+def _arc_cubics(arc: se.Arc) -> list[Cubic]:
+    """An elliptical arc (any affine image of a circular one) as cubics of at most 90° each,
+    handles ``4/3·tan(Δ/4)`` times the tangent: within ~3e-4 of the radius per quarter.
+    (svgelements' own ``as_cubic_curves`` is about 1e-3 off.)"""
+    n = max(1, math.ceil(abs(arc.sweep) / (math.pi / 2) - 1e-9))
+    k = 4 / 3 * math.tan(arc.sweep / n / 4)
+    h = 1e-6
+
+    def at(t: float) -> Point:
+        p = arc.point(t)
+        return (p.x, p.y)
+
+    def tangent(t: float) -> Point:          # d point / d angle: the ellipse's own parametrization
+        a, b = at(t - h), at(t + h)
+        return ((b[0] - a[0]) / (2 * h * arc.sweep), (b[1] - a[1]) / (2 * h * arc.sweep))
+
+    out: list[Cubic] = []
+    for i in range(n):
+        t0, t1 = i / n, (i + 1) / n
+        p0, p3, d0, d3 = at(t0), at(t1), tangent(t0), tangent(t1)
+        out.append((p0, (p0[0] + k * d0[0], p0[1] + k * d0[1]), (p3[0] - k * d3[0], p3[1] - k * d3[1]), p3))
+    first, last = (arc.start.x, arc.start.y), (arc.end.x, arc.end.y)   # the exact ends, not recomputed
+    out[0] = (first, *out[0][1:])
+    out[-1] = (*out[-1][:3], last)
+    return out
+
+
+def _lerp(a: Point, b: Point, t: float) -> Point:
+    return (a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
 
 
 def _parse(text: str | bytes) -> etree._Element:
@@ -132,7 +210,7 @@ def _parse(text: str | bytes) -> etree._Element:
 
 
 def _number(value: str, what: str) -> float:
-    m = re.fullmatch(rf"\s*({svg_path.NUMBER})\s*(px)?\s*", value or "")
+    m = re.fullmatch(rf"\s*({NUMBER})\s*(px)?\s*", value or "")
     if not m:
         raise SvgError(f"cannot read {what} {value!r} as a length in pixels")
     return float(m.group(1))
@@ -156,75 +234,31 @@ def _canvas(root: etree._Element) -> tuple[tuple[float, float], float, float]:
     return (x, y), w, h
 
 
-def _style(el: etree._Element, inherited: dict[str, str]) -> dict[str, str]:
-    """Stroke properties in effect on ``el``: inherited, then attributes, then ``style``."""
-    props = dict(inherited)
-    props.pop("display", None)                      # display is not inherited (a hidden parent hides all)
-    for name in _INHERITED + ("opacity", "display"):
-        if el.get(name) is not None:
-            props[name] = el.get(name).strip()
-    for decl in (el.get("style") or "").split(";"):
-        if ":" in decl:
-            name, value = (s.strip() for s in decl.split(":", 1))
-            if name in _INHERITED or name in ("opacity", "display"):
-                props[name] = value
-    # opacity multiplies down the tree instead of being inherited
-    own = props.pop("opacity", None)
-    if own is not None:
-        props["_opacity"] = str(float(inherited.get("_opacity", "1")) * _number(own, "opacity"))
-    return props
-
-
 def _describe(el: etree._Element) -> str:
     tag = etree.QName(el).localname
     ident = el.get("id")
     return f"<{tag} id={ident!r}>" if ident else f"<{tag}> on line {el.sourceline}"
 
 
-def _walk(el: etree._Element, matrix: svg_path.Matrix, inherited: dict[str, str], out: list[Stroke]) -> None:
-    if not isinstance(el.tag, str):
+def _check(el: etree._Element) -> None:
+    """What svgelements would skip or guess in silence, refused with the element named: a
+    transform, path data or a stroke width it cannot read."""
+    if not isinstance(el.tag, str) or etree.QName(el).localname in _NOT_DRAWN:
         return
     tag = etree.QName(el).localname
-    if tag in _NOT_DRAWN:
-        return
-    try:
-        m = svg_path.multiply(matrix, svg_path.parse_transform(el.get("transform")))
-        props = _style(el, inherited)
-        if props.get("display") == "none":           # hidden layers and groups draw nothing
-            return
-        drawn = props.get("visibility", "visible") == "visible" and props.get("stroke", "") != "none"
-        if tag in _STROKE_TAGS and drawn:
-            out.extend(_element_strokes(el, tag, m, props))
-    except (svg_path.PathDataError, SvgError, ValueError) as exc:
-        raise SvgError(f"{_describe(el)}: {exc}") from None
-    for child in el:
-        _walk(child, m, props, out)
-
-
-def _element_strokes(el: etree._Element, tag: str, m: svg_path.Matrix, props: dict[str, str]) -> list[Stroke]:
+    transform = el.get("transform")
+    if transform is not None and not _TRANSFORM.fullmatch(transform):
+        raise SvgError(f"{_describe(el)}: cannot read transform {transform!r}")
+    widths = [el.get("stroke-width")] + re.findall(r"stroke-width\s*:\s*([^;]*)", el.get("style") or "")
+    for w in filter(None, widths):
+        _number(w, f"{_describe(el)}: stroke-width")
     if tag == "path":
-        cubics = svg_path.parse_path(el.get("d") or "")
-    elif tag == "line":
-        p0 = (_number(el.get("x1", "0"), "x1"), _number(el.get("y1", "0"), "y1"))
-        p1 = (_number(el.get("x2", "0"), "x2"), _number(el.get("y2", "0"), "y2"))
-        cubics = svg_path.parse_path(f"M {p0[0]} {p0[1]} L {p1[0]} {p1[1]}")
-    else:
-        pts = el.get("points") or ""
-        cubics = svg_path.parse_path(f"M {pts}" + (" Z" if tag == "polygon" else "")) if pts.strip() else []
-    width = _number(props.get("stroke-width", "1"), "stroke-width") * svg_path.width_scale(m)
-    color = _color(props.get("stroke", "#000000"))
-    opacity = float(props.get("_opacity", "1")) * _number(props.get("stroke-opacity", "1"), "stroke-opacity")
-    return [
-        Stroke(points=tuple(svg_path.apply(m, p) for p in c), width=width, color=color, opacity=min(1.0, opacity))  # type: ignore[arg-type]
-        for c in cubics
-    ]
-
-
-def _color(value: str) -> str:
-    """``#rrggbb`` for hex colours (``#rgb`` expanded); anything else (none, names, urls) → black."""
-    v = value.strip().lower()
-    if re.fullmatch(r"#[0-9a-f]{6}", v):
-        return v
-    if re.fullmatch(r"#[0-9a-f]{3}", v):
-        return "#" + "".join(c * 2 for c in v[1:])
-    return "#000000"
+        d = (el.get("d") or "").strip()
+        if d and d[0] not in "Mm":
+            raise SvgError(f"{_describe(el)}: path data must start with M (moveto), got {d[:20]!r}")
+        try:
+            se.Path(d)
+        except (ValueError, IndexError) as exc:
+            raise SvgError(f"{_describe(el)}: cannot read path data {d[:60]!r} {exc}".rstrip()) from None
+    for child in el:
+        _check(child)

@@ -17,10 +17,13 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import inkex
 
-from clipasso_client import DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, config_dir, read_token
+from clipasso_client import (DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, JobFailed, NotAnEngineError,
+                             config_dir, read_token)
+from clipasso_errors import WeightsError
 
 CONFIG_FILE = "config.json"
 ENGINE_LOG = "engine.log"
+EXTENSION_LOG = "extension.log"   # tracebacks of internal errors (stderr would open a dialog)
 ENGINE_PID = "engine.pid"
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelled
@@ -29,6 +32,7 @@ HEALTH_TIMEOUT = 10.0          # seconds /v1/health may take: the engine answers
 REQUEST_TIMEOUT = 30.0         # seconds for the other requests
 MAX_SEED = 2**31 - 1           # the engine's largest seed
 INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
+MODEL_SETTINGS = {"clip": "CLIPASSO_CLIP", "saliency_clip": "CLIPASSO_SALIENCY_CLIP"}   # config.json key → engine env
 
 
 class Config:
@@ -37,7 +41,8 @@ class Config:
 
     ``engine_url``: where the engine listens; ``engine_python``: the interpreter that has
     ``clipasso_engine`` installed (used to start the engine); ``job_timeout``/``start_timeout``:
-    seconds. The token is the file ``token`` in the same folder, where the engine writes it
+    seconds; ``clip``/``saliency_clip``: the models an engine started from here uses (a name
+    such as ``RN101-yfcc15m``, or a weights file; empty: the engine's defaults). The token is the file ``token`` in the same folder, where the engine writes it
     (or ``$CLIPASSO_TOKEN``).
     """
 
@@ -48,6 +53,7 @@ class Config:
         self.engine_python = str(values.get("engine_python") or "") or None
         self.job_timeout = self._seconds(values, "job_timeout", DEFAULT_JOB_TIMEOUT)
         self.start_timeout = self._seconds(values, "start_timeout", DEFAULT_START_TIMEOUT)
+        self.models = {k: str(values[k]).strip() for k in MODEL_SETTINGS if str(values.get(k) or "").strip()}
 
     def _seconds(self, values: Dict[str, Any], key: str, default: float) -> float:
         """A positive number of seconds from the file, or its default when absent."""
@@ -116,7 +122,7 @@ def answering_client(config: Config, url: str) -> Optional[EngineClient]:
                 "or set the engine URL of your own.".format(url, exc)
             )
         detail = str(exc)
-        if detail.startswith("something other than"):  # the client said it already
+        if isinstance(exc, NotAnEngineError):  # the client said it already
             detail = "S" + detail[1:]
         else:
             detail = "Something other than a CLIPasso engine answers at {} ({})".format(url, detail)
@@ -154,10 +160,13 @@ def engine_command(config: Config, url: str) -> List[str]:
     return [python, "-m", "clipasso_engine", "serve", "--host", parts.hostname or "127.0.0.1", "--port", str(port)]
 
 
-def engine_environment() -> Dict[str, str]:
+def engine_environment(config: Config) -> Dict[str, str]:
     """Our environment minus what Inkscape sets for its own Python (its module path, its
-    PYTHONHOME), which would confuse the engine's interpreter."""
-    return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    PYTHONHOME), which would confuse the engine's interpreter, plus the models ``config.json``
+    names (the engine reads its default models from the environment)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update({MODEL_SETTINGS[k]: v for k, v in config.models.items()})
+    return env
 
 
 def detached() -> Dict[str, Any]:
@@ -189,7 +198,7 @@ def start_engine(config: Config, url: str) -> "subprocess.Popen[bytes]":
             stderr=subprocess.STDOUT,
             close_fds=True,
             cwd=config.folder,
-            env=engine_environment(),
+            env=engine_environment(config),
             **detached()
         )
     with open(os.path.join(config.folder, ENGINE_PID), "w", encoding="utf-8") as handle:
@@ -302,8 +311,8 @@ def run_job(
         state = (exc.job or {}).get("state")
         if state == "cancelled":
             raise inkex.AbortExtension("The sketch was cancelled. The document is unchanged.")
-        if state == "failed":
-            raise inkex.AbortExtension("The engine could not make the sketch: {}".format(exc))
+        if isinstance(exc, JobFailed):
+            raise inkex.AbortExtension(failure_message(exc.kind, str(exc), exc.detail) + " The document is unchanged.")
         if state is not None:  # still queued or running: our time ran out
             cancel_quietly(client, job)
             raise inkex.AbortExtension(
@@ -345,6 +354,23 @@ def common_settings(options: Any) -> Dict[str, Any]:
     return settings
 
 
+def failure_message(kind: Optional[str], error: str, detail: Dict[str, Any]) -> str:
+    """Why a job failed, for the designer: by the engine's error kind (``clipasso_errors``),
+    never by its message text. Missing weights get their own words: no flags, no settings."""
+    if kind == WeightsError.kind and detail.get("missing"):
+        return weights_missing(detail["missing"], str(detail.get("folder") or ""))
+    return "The engine could not make the sketch: {}".format(error)
+
+
+def weights_missing(files: Sequence[str], folder: str) -> str:
+    """The designer's words for missing model files: every file, the one folder, or install.py."""
+    names = " and ".join(files)
+    return ("CLIPasso cannot sketch yet: the model file{} {} {} missing. Put {} in the folder {}, or run install.py "
+            "again with a network connection (it downloads them).".format(
+                "s" if len(files) > 1 else "", names, "are" if len(files) > 1 else "is",
+                "them" if len(files) > 1 else "it", folder or "the engine's weights folder"))
+
+
 def check_result_size(result: Dict[str, Any], shown: Sequence[int]) -> None:
     """The strokes are in pixels of the picture the engine read: it must be the one shown here
     (``clipasso_image.display_size``), else they would land stretched or turned."""
@@ -358,11 +384,30 @@ def check_result_size(result: Dict[str, Any], shown: Sequence[int]) -> None:
 
 
 def unexpected(exc: BaseException) -> str:
-    """The message for an error nothing else explained (what, where to look, the document is safe)."""
+    """The message for an error nothing else explained (an internal error: what, where its
+    traceback went, the document is safe). The traceback goes to ``extension.log`` in the config
+    folder, never to stderr (docs/inkscape.md §3.1)."""
     detail = str(exc).splitlines()[0][:200] if str(exc) else ""
-    return ("CLIPasso could not work with this document or the engine's answer ({}{}). Nothing was changed. "
-            "If it keeps happening, `clipasso doctor` checks the installation.".format(
-                type(exc).__name__, ": " + detail if detail else ""))
+    where = log_traceback()
+    return ("CLIPasso hit an internal error ({}{}). Nothing was changed. {}".format(
+        type(exc).__name__, ": " + detail if detail else "",
+        "The details are in {}.".format(where) if where else "If it keeps happening, `clipasso doctor` checks the installation."))
+
+
+def log_traceback() -> Optional[str]:
+    """Append the traceback being handled to ``extension.log`` in the config folder; its path,
+    or None when that folder cannot be written."""
+    import traceback
+
+    path = os.path.join(config_dir(), EXTENSION_LOG)
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as log:
+            log.write("--- {} {}\n{}".format(time.strftime("%Y-%m-%d %H:%M:%S"), os.path.basename(sys.argv[0]),
+                                             traceback.format_exc()))
+        return path
+    except OSError:
+        return None
 
 
 def duration(seconds: float) -> str:

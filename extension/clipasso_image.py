@@ -51,7 +51,7 @@ def candidate_paths(href: str, input_file: Optional[str], document_path: Optiona
     """
     parsed = urllib.parse.urlparse(href)
     path = urllib.request.url2pathname(parsed.path) if parsed.scheme in ("", "file") else ""
-    found = []
+    found = []  # type: List[str]
     if path and os.path.isabs(path):
         found.append(path)
     elif path:
@@ -60,7 +60,19 @@ def candidate_paths(href: str, input_file: Optional[str], document_path: Optiona
                 found.append(os.path.join(os.path.dirname(os.path.abspath(folder_of)), path))
     if absref:
         found.append(absref)
-    return found
+    # normalized ("work/../work/cat.png" is "work/cat.png") and each path once
+    return list(dict.fromkeys(os.path.normpath(p) for p in found))
+
+
+def designer_path(candidates: List[str], document_path: Optional[str]) -> str:
+    """The one place to name when a linked photo is missing: where the designer's saved
+    document points (beside it, or Inkscape's remembered path), not the temporary copy's folder."""
+    if document_path:
+        folder = os.path.dirname(os.path.abspath(document_path))
+        for path in candidates:
+            if path.startswith(folder + os.sep):
+                return path
+    return candidates[-1]
 
 
 def read_image_bytes(image: inkex.BaseElement, input_file: Optional[str]) -> Tuple[bytes, str]:
@@ -83,10 +95,9 @@ def read_image_bytes(image: inkex.BaseElement, input_file: Optional[str]) -> Tup
             except OSError as exc:  # a special file (/proc/...), no permission, a disk error
                 raise ImageReadError("The linked image file {} cannot be read ({}). Relink or embed the photo, "
                                      "then try again.".format(path, exc.strerror or exc))
+    missing = designer_path(candidates, os.environ.get("DOCUMENT_PATH")) if candidates else href
     raise ImageReadError(
-        "The linked image file was not found (looked for {}). Relink or embed the photo, then try again.".format(
-            ", ".join(candidates) or href
-        )
+        "The linked photo {} was not found. Relink or embed the photo, then try again.".format(missing)
     )
 
 

@@ -26,7 +26,8 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError, EngineUnavailable  # noqa: E402
-from clipasso_common import Config, connect, is_local  # noqa: E402
+from clipasso_common import Config, connect, is_local, weights_missing  # noqa: E402
+from clipasso_errors import WeightsError  # noqa: E402
 from clipasso_jobs import pending_label, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
 from clipasso_placement import composed_transform, pixels_to_local  # noqa: E402
 from clipasso_strokes import add_level_layers, replace_path_strokes  # noqa: E402
@@ -114,7 +115,10 @@ class Insert(inkex.EffectExtension):
                 outcome.changed = True
             return
         if state == "failed":
-            self.give_up(element, "failed", status.get("error") or "no reason given", outcome)
+            detail = status.get("error_detail") or {}
+            missing = status.get("error_kind") == WeightsError.kind and detail.get("missing")
+            reason = weights_missing(detail["missing"], str(detail.get("folder") or "")) if missing else None
+            self.give_up(element, "failed", reason or status.get("error") or "no reason given", outcome)
             return
         result = self.fetch(client, job, status)
         if result is None:  # cancelled before it drew anything worth keeping

@@ -9,7 +9,7 @@ run ends with ``inkex.AbortExtension``. The document is never changed.
 """
 
 import warnings
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 import inkex
 
@@ -17,15 +17,16 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError  # noqa: E402
-from clipasso_common import Config, EngineExtension, answering_client, connect  # noqa: E402
+from clipasso_common import Config, EngineExtension, answering_client, connect, weights_missing  # noqa: E402
 from clipasso_jobs import INSERT_MENU, placeholders, progress_text, valid_job_id, what  # noqa: E402
 
 ACTIONS = ("report", "cancel_all", "stop")
 ACTIVE = ("queued", "running")
 
 
-def describe(url: str, health: Dict[str, Any], config: Config) -> str:
-    """A few lines about a running engine, from its ``/v1/health`` answer."""
+def describe(url: str, health: Dict[str, Any], config: Config, models: Optional[Dict[str, Any]] = None) -> str:
+    """A few lines about a running engine, from its ``/v1/health`` (and ``/v1/models``) answer:
+    which models, which of their files are missing, whether ``config.json`` asks for others."""
     lines = [
         "The CLIPasso engine {} is running at {} on {}.".format(health.get("version", ""), url, health.get("device", "?")),
         "Jobs: {} running, {} waiting.".format(health.get("running", 0), health.get("queued", 0)),
@@ -33,6 +34,13 @@ def describe(url: str, health: Dict[str, Any], config: Config) -> str:
     ]
     if any(str(health.get(k, "")).startswith("random:") for k in ("clip", "saliency_clip")):
         lines.append("These are RANDOM test weights: the strokes will not resemble the photo.")
+    if models and models.get("missing"):
+        lines.append(weights_missing(models["missing"], str(models.get("weights_folder") or "")))
+    asked = {k: v for k, v in config.models.items() if v != health.get(k)}
+    if asked:
+        lines.append("{} asks for {}: choose Stop the engine here, then sketch again, to restart the engine with "
+                     "{}.".format(config.path, ", ".join("{} = {}".format(k, v) for k, v in sorted(asked.items())),
+                                  "them" if len(asked) > 1 else "it"))
     lines.append("Log: {}".format(config.log_path))
     return "\n".join(lines)
 
@@ -109,7 +117,11 @@ class Status(EngineExtension):
                     raise
             return ("The CLIPasso engine at {} is stopping. Unfinished sketches resume when it starts again "
                     "(Sketch from image or Insert finished sketches start it).".format(url))
-        text = describe(url, client.health(), config)
+        try:
+            models = client.models()  # type: Optional[Dict[str, Any]]
+        except EngineError:           # an engine from before /v1/models said what it lacks
+            models = None
+        text = describe(url, client.health(), config, models)
         mine = document_sketches(self.svg, client, url)
         if mine:
             text += "\nIn this document:\n" + "\n".join(mine)

@@ -39,6 +39,20 @@ def import_extension_modules() -> None:
         sys.path.insert(0, str(EXTENSION_DIR))
 
 
+# the engine modules install.py copies beside the extension, under the names the extension imports
+SHARED_COPIES = {"clipasso_client": "clipasso_engine.client", "clipasso_config_folder": "clipasso_engine.config_folder",
+                 "clipasso_errors": "clipasso_engine.errors"}
+
+
+def use_engine_modules_as_copies(monkeypatch) -> None:
+    """Make the extension's ``import clipasso_client`` (and the other shared copies) find the
+    engine's own modules, as an installed extension finds their copies."""
+    import importlib
+
+    for name, module in SHARED_COPIES.items():
+        monkeypatch.setitem(sys.modules, name, importlib.import_module(module))
+
+
 def png_bytes(pixels: np.ndarray) -> bytes:
     """PNG file bytes of an ``(H, W, 3)`` uint8 array."""
     from PIL import Image
@@ -152,3 +166,40 @@ def kill_engine(config_dir: Path) -> None:
         time.sleep(0.05)
     if running(pid):
         os.kill(pid, signal.SIGKILL)
+
+
+def install_for_tests(root: Path, **extra_env: str) -> dict:
+    """install.py into a temporary Inkscape profile and config dir under ``root``, the engine
+    URL on an unused port, tiny random CLIP towers: what a module of extension tests shares.
+    ``kill_engine(setup["config"])`` stops the engine its runs started."""
+    profile, config = root / "profile", root / "config"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
+    env.update(
+        INKSCAPE_PROFILE_DIR=str(profile),
+        XDG_DATA_HOME=str(root / "xdg"),
+        CLIPASSO_CONFIG_DIR=str(config),
+        CLIPASSO_CLIP="random:tiny-RN",
+        CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
+        CLIPASSO_CLIP_DIR=str(root / "weights"),      # no real weights, whatever this machine has
+        **extra_env,
+    )
+    url = f"http://127.0.0.1:{free_port()}"
+    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return {"root": root, "profile": profile, "config": config, "env": env, "url": url,
+            "scripts": profile / "extensions" / "clipasso"}
+
+
+def installed_client_module(setup: dict):
+    """The installed copy of the engine client (the module the extension itself uses)."""
+    if str(setup["scripts"]) not in sys.path:
+        sys.path.insert(0, str(setup["scripts"]))
+    import clipasso_client
+
+    return clipasso_client
+
+
+def installed_client(setup: dict, config: Optional[Path] = None, url: Optional[str] = None):
+    """A client of the engine of ``setup`` (or of ``url`` with the token in ``config``)."""
+    module = installed_client_module(setup)
+    return module.EngineClient(url or setup["url"], module.read_token(str(config or setup["config"])))

@@ -13,6 +13,7 @@ from lxml import etree
 from PIL import Image
 from skimage import data
 
+from clipasso_engine import cli
 from clipasso_engine.cli import main
 from clipasso_engine.svg import svg_to_strokes
 
@@ -142,8 +143,22 @@ def test_missing_weights_fail_fast_with_directions(photo, tmp_path, capsys, monk
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     out = tmp_path / "real.svg"
-    _fails(["sketch", str(photo), "-o", str(out), "--clip", "RN101", "--no-download", "-q"], capsys, "RN101.pt")
+    _fails(["sketch", str(photo), "-o", str(out), "--clip", "RN101", "--no-download", "-q"], capsys,
+           "RN101.pt (model RN101) and ViT-B-32.pt (model ViT-B-32)")
     assert not out.exists()
+    # only the start-point model missing: the hint names its own flag
+    _fails(["sketch", str(photo), "-o", str(out), "--clip", "random:tiny-RN", "--saliency-clip", "ViT-B-32",
+            "--no-download", "-q"], capsys, "`--saliency-clip /path/ViT-B-32.pt`")
+
+
+def test_internal_error_keeps_its_traceback_in_the_log(photo, tmp_path, capsys, monkeypatch):
+    """A bug is not a user error: one line naming the log, the traceback in it, status 1."""
+    monkeypatch.setenv("CLIPASSO_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setattr(cli, "cmd_sketch", lambda args: {}["no such key"])
+    assert main(["sketch", str(photo), "-o", str(tmp_path / "x.svg")]) == cli.EXIT_INTERNAL
+    log = tmp_path / "config" / cli.CLI_LOG
+    assert capsys.readouterr().err.strip() == f"clipasso: internal error (KeyError), see {log}"
+    assert "Traceback" in log.read_text() and "no such key" in log.read_text()
 
 
 def test_models_command_lists_what_is_missing(tmp_path, capsys, monkeypatch):
@@ -152,3 +167,5 @@ def test_models_command_lists_what_is_missing(tmp_path, capsys, monkeypatch):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "RN101" in out and "MISSING" in out and str(tmp_path) in out
+    assert "clipasso models --download RN101 ViT-B-32" in out       # one line gets every missing file
+    assert "/RN101.pt" in out and "/ViT-B-32.pt" in out and "openaipublic" in out

@@ -7,6 +7,7 @@ folder as the engine (platformdirs) on every platform, and fail with clear error
 from __future__ import annotations
 
 import ast
+import importlib.util
 import http.server
 import socket
 import subprocess
@@ -27,22 +28,30 @@ from clipasso_engine.server.auth import config_dir as engine_config_dir
 
 CLIENT = Path(client.__file__)
 REPO = CLIENT.parents[1]
+_spec = importlib.util.spec_from_file_location("install_for_tests", REPO / "install.py")
+install = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(install)
+SHARED = install.SHARED          # engine module -> the name of its copy beside the extension
 
 
-def test_imports_only_the_standard_library():
-    tree = ast.parse(CLIENT.read_text(encoding="utf-8"))
+@pytest.mark.parametrize("source", sorted(SHARED))
+def test_shared_modules_import_only_the_standard_library_and_each_other(source):
+    tree = ast.parse((CLIENT.parent / source).read_text(encoding="utf-8"))
     imported = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             imported.update(a.name.split(".")[0] for a in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "no relative imports: the file is copied out of the package"
-            imported.add(node.module.split(".")[0])
-    assert imported - {"__future__"} <= set(sys.stdlib_module_names), imported
+            if node.level:   # in the package: only its fellow shared modules
+                assert f"{node.module}.py" in SHARED, node.module
+            else:
+                imported.add(node.module.split(".")[0])
+    copies = {name[: -len(".py")] for name in SHARED.values()}
+    assert imported - {"__future__"} <= set(sys.stdlib_module_names) | copies, imported
 
 
 # every file that runs in Inkscape's Python (3.8 on some systems) or in install.py's
-PY38_FILES = [CLIENT, *sorted((REPO / "extension").glob("*.py")), REPO / "install.py"]
+PY38_FILES = [*(CLIENT.parent / s for s in sorted(SHARED)), *sorted((REPO / "extension").glob("*.py")), REPO / "install.py"]
 BUILTIN_GENERICS = {"list", "dict", "tuple", "set", "frozenset", "type"}
 
 
@@ -88,18 +97,18 @@ def test_newer_typing_is_found():
 
 
 def test_standalone_copy_imports_in_an_isolated_python(tmp_path):
-    copy = tmp_path / "clipasso_client.py"
-    copy.write_bytes(CLIENT.read_bytes())
+    for source, name in SHARED.items():      # as install.py lays them out beside the extension
+        (tmp_path / name).write_bytes((CLIENT.parent / source).read_bytes())
     script = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('clipasso_client', {str(copy)!r})\n"
-        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+        "import clipasso_client as m, clipasso_errors as e\n"
         "print(m.EngineClient, m.EngineError, m.EngineUnavailable, m.read_token, m.config_dir)\n"
+        "assert issubclass(m.NotAnEngineError, e.NotAnEngine) and issubclass(m.JobFailed, e.ClipassoError)\n"
         "print(sorted(n for n in sys.modules if n.split('.')[0] not in {*sys.stdlib_module_names, '__main__'}))\n"
     )
     proc = subprocess.run([sys.executable, "-S", "-I", "-c", script], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().splitlines()[-1] == "[]"
+    assert proc.stdout.strip().splitlines()[-1] == str(sorted(n[: -len(".py")] for n in SHARED.values()))
 
 
 @pytest.mark.parametrize("xdg", [None, "/tmp/xdg-config", "relative/ignored"])

@@ -7,8 +7,8 @@ OpenAI's formats (TorchScript archive, state dict), and the real architectures r
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
-import time
 import warnings
 from pathlib import Path
 
@@ -22,13 +22,20 @@ from clipasso_engine.clip_models import (
     CLIP_STD,
     RESNET_STAGES,
     ClipImageModel,
-    WeightsMissingError,
-    _download,
-    available_models,
+    _vision_tower,
     get_clip,
     load_clip,
     normalize,
 )
+from clipasso_engine.clip_weights import (
+    WEIGHTS,
+    WeightsMissingError,
+    _download,
+    available_models,
+    check_present,
+    download_clip,
+)
+from clipasso_engine.errors import SettingsError, WeightsError
 
 TINY_VISION = {
     "RN": {"layers": (1, 1, 1, 1), "width": 8, "image_size": 224, "patch_size": None},
@@ -70,10 +77,8 @@ def test_normalize_uses_clip_statistics():
 
 @pytest.mark.parametrize("name, file", [("RN101", "RN101.pt"), ("ViT-B-32", "ViT-B-32.pt")])
 def test_missing_weights_fail_fast_with_directions(no_caches, name, file):
-    start = time.perf_counter()
-    with pytest.raises(WeightsMissingError) as info:
+    with pytest.raises(WeightsMissingError) as info:      # at once: no network, no download
         load_clip(name)
-    assert time.perf_counter() - start < 5.0
     msg = str(info.value)
     assert file in msg
     assert str(no_caches["clip_dir"]) in msg
@@ -82,6 +87,73 @@ def test_missing_weights_fail_fast_with_directions(no_caches, name, file):
     assert f"clipasso models --download {name}" in msg and "--clip" in msg and "CLIPASSO_CLIP_DIR" in msg
     assert "\n" not in msg
     assert info.value.file == file and len(info.value.searched) == 3
+    assert isinstance(info.value, WeightsError) and info.value.kind == "weights"
+
+
+def test_every_missing_file_is_named_at_once_with_its_setting(no_caches):
+    with pytest.raises(WeightsMissingError) as info:
+        check_present([("clip", "RN101"), ("saliency_clip", "ViT-B-32"), ("clip", "random:RN101")])
+    msg = str(info.value)
+    assert "RN101.pt (model RN101) and ViT-B-32.pt (model ViT-B-32)" in msg
+    assert "clipasso models --download RN101 ViT-B-32" in msg
+    assert "`--clip /path/RN101.pt`" in msg and "`--saliency-clip /path/ViT-B-32.pt`" in msg
+    assert info.value.detail == {"missing": ["RN101.pt", "ViT-B-32.pt"], "models": ["RN101", "ViT-B-32"],
+                                 "folder": str(no_caches["clip_dir"])}
+    torch.save(tiny_clip("RN").state_dict(), no_caches["clip_dir"] / "RN101.pt")
+    with pytest.raises(WeightsMissingError) as info:
+        check_present([("clip", "RN101"), ("saliency_clip", "ViT-B-32")])
+    assert info.value.detail["missing"] == ["ViT-B-32.pt"] and "--saliency-clip" in str(info.value)
+    assert "--clip " not in str(info.value)
+
+
+def test_weights_table_urls_carry_their_sha256():
+    """OpenAI's URLs hold the file's full SHA-256 before its name; open_clip's releases end the
+    file name with its first 8 hex digits: a download is checked against exactly that."""
+    assert {"RN101", "ViT-B-32", "RN50-cc12m", "RN101-yfcc15m"} <= set(WEIGHTS)
+    for w in WEIGHTS.values():
+        assert w.url.endswith("/" + w.file)
+        if w.openai:
+            assert w.url.split("/")[-2] == w.sha256 and len(w.sha256) == 64
+        else:
+            assert w.file.rsplit("-", 1)[1] == w.sha256 + ".pt" and len(w.sha256) == 8
+        assert all(c in "0123456789abcdef" for c in w.sha256)
+    assert (WEIGHTS["RN101-yfcc15m"].arch, WEIGHTS["RN50-cc12m"].arch) == ("RN101", "RN50")
+
+
+def test_openly_licensed_weights_are_named_models(no_caches):
+    """RN101-yfcc15m is a model name like RN101: looked up in the same folders under its own file
+    name (or open_clip's hub cache), missing it says so, and a file there loads as RN101's shape."""
+    with pytest.raises(WeightsMissingError, match="rn101-quickgelu-yfcc15m-3e04b30e.pt"):
+        load_clip("RN101-yfcc15m")
+    rows = {r["name"]: r for r in available_models(["RN101-yfcc15m"])}
+    assert rows["RN101-yfcc15m"]["searched"][-1].endswith("models--timm--resnet101_clip.yfcc15m")
+    torch.save(tiny_clip("RN").state_dict(), no_caches["clip_dir"] / WEIGHTS["RN101-yfcc15m"].file)
+    model = load_clip("RN101-yfcc15m")
+    assert model.source == str(no_caches["clip_dir"] / WEIGHTS["RN101-yfcc15m"].file) and model.is_resnet
+
+
+def test_download_refuses_unknown_names_and_checks_the_table_hash(no_caches, monkeypatch, tmp_path):
+    with pytest.raises(SettingsError, match="RN101-yfcc15m"):
+        download_clip("RN102")
+    src = tmp_path / "served" / "RN101.pt"
+    src.parent.mkdir()
+    src.write_bytes(b"not the real file")
+    monkeypatch.setitem(WEIGHTS, "RN101", dataclasses.replace(WEIGHTS["RN101"], url=src.as_uri()))
+    with pytest.raises(WeightsError, match="corrupt"):      # its SHA-256 is not OpenAI's RN101.pt's
+        download_clip("RN101")
+    assert list(no_caches["clip_dir"].iterdir()) == []
+
+
+def test_open_clip_tower_builder_still_builds_both_towers():
+    """The one internal name of open_clip we call (``_vision_tower`` wraps it): when a release
+    drops or changes it, this fails loudly, naming the supported releases."""
+    rn = _vision_tower(64, {"layers": (1, 1, 1, 1), "width": 8, "image_size": 224})
+    vit = _vision_tower(64, {"layers": 2, "width": 128, "patch_size": 32, "image_size": 224})
+    assert [name for name, _ in rn.named_children()][:1] == ["conv1"] and hasattr(rn, "attnpool")
+    assert all(hasattr(rn, stage) for stage in RESNET_STAGES[1:])
+    assert isinstance(vit.transformer.resblocks[0].attn, nn.MultiheadAttention)
+    with torch.no_grad():
+        assert rn(normalize(images(1))).shape == vit(normalize(images(1))).shape == (1, 64)
 
 
 def test_missing_file_path_names_it(tmp_path):
@@ -157,7 +229,7 @@ def test_download_checks_hash_and_leaves_no_partial_file(tmp_path):
     assert target.read_bytes() == src.read_bytes()
 
     bad = tmp_path / "cache2" / "RN101.pt"
-    with pytest.raises(RuntimeError, match="corrupt"):
+    with pytest.raises(WeightsError, match="corrupt"):
         _download(src.as_uri(), bad, "0" * 16)
     assert list(bad.parent.iterdir()) == []
 

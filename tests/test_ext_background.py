@@ -20,7 +20,6 @@ import json
 import os
 import re
 import signal
-import sys
 import time
 from pathlib import Path
 
@@ -32,14 +31,14 @@ from extension_support import (
     ABORT_STATUS,
     data_uri,
     engine_pid,
-    free_port,
+    install_for_tests,
+    installed_client,
     kill_engine,
     needs_inkscape,
     needs_inkscape_python,
     png_bytes,
     run_fast,
     run_inkscape,
-    run_install,
     running,
     svg_document,
     write_preferences,
@@ -75,32 +74,13 @@ def document() -> str:
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    root = tmp_path_factory.mktemp("background")
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(
-        INKSCAPE_PROFILE_DIR=str(profile),
-        XDG_DATA_HOME=str(root / "xdg"),
-        CLIPASSO_CONFIG_DIR=str(config),
-        CLIPASSO_CLIP="random:tiny-RN",
-        CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
-        CLIPASSO_CHECKPOINT_SECONDS="1",   # the engine the extension starts inherits it
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
-    yield {"root": root, "profile": profile, "config": config, "env": env, "url": url,
-           "scripts": profile / "extensions" / "clipasso"}
-    kill_engine(config)
+    # the engine the extension starts inherits the checkpoint period
+    setup = install_for_tests(tmp_path_factory.mktemp("background"), CLIPASSO_CHECKPOINT_SECONDS="1")
+    yield setup
+    kill_engine(setup["config"])
 
 
-def client(setup):
-    """A client of the module's engine: the installed copy of the client, as the extension uses."""
-    if str(setup["scripts"]) not in sys.path:
-        sys.path.insert(0, str(setup["scripts"]))
-    import clipasso_client
-
-    return clipasso_client.EngineClient(setup["url"], clipasso_client.read_token(str(setup["config"])))
+client = installed_client    # a client of the module's engine: the installed copy, as the extension uses
 
 
 def fast(setup, script: str, args: list, doc: Path, out: Path):
@@ -455,11 +435,8 @@ def test_still_running_updates_the_label_and_says_how_long(setup, tmp_path):
 def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(setup, tmp_path):
     placed, job = fast_background_sketch(setup, tmp_path)
     wait_for(setup, job)
-    # a job that fails in the engine (its CLIP weights file does not exist; named in a weights folder,
-    # as the engine refuses at submit a file named anywhere else), and one it never had
-    missing = os.path.expanduser("~/.cache/clip/none.pt")
-    assert not os.path.exists(missing)
-    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": missing})
+    # a job that fails in the engine (no RN101.pt on this machine), and one it never had
+    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": "RN101"})
     assert wait_for(setup, failing)["state"] == "failed"
 
     def two_more(root):
@@ -473,7 +450,7 @@ def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(set
     out = tmp_path / "out.svg"
     run = fast(setup, "clipasso_insert.py", [], edited, out)
     assert run.returncode == 0, run.stderr
-    assert "The sketch of 3 strokes failed: " in run.stderr and "none.pt" in run.stderr
+    assert "The sketch of 3 strokes failed: " in run.stderr and "the model file RN101.pt is missing" in run.stderr
     assert "The sketch of 3 strokes is lost: the engine no longer has it" in run.stderr
     root = parse(out)
     failed, lost = placeholders(root)

@@ -6,12 +6,11 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
-import sys
 from types import SimpleNamespace
 
 import pytest
 
-from extension_support import import_extension_modules
+from extension_support import import_extension_modules, use_engine_modules_as_copies
 
 import_extension_modules()
 
@@ -21,7 +20,7 @@ TOKEN = "tok-" + "x" * 40
 @pytest.fixture
 def common(monkeypatch, tmp_path):
     """The module as installed: its ``clipasso_client`` is the engine's client.py."""
-    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    use_engine_modules_as_copies(monkeypatch)
     monkeypatch.delenv("CLIPASSO_TOKEN", raising=False)
     monkeypatch.setenv("CLIPASSO_CONFIG_DIR", str(tmp_path / "config"))
     return importlib.import_module("clipasso_common")
@@ -112,3 +111,5 @@ def test_an_unexpected_error_ends_the_run_with_one_message(common, tmp_path, cap
     assert stopped.value.code % 256 == 251                  # inkex.ABORT_STATUS (-5 in some releases)
     assert err.count("\n") == 1 and "ZeroDivisionError: division by zero" in err and "Nothing was changed" in err, err
     assert not (tmp_path / "out.svg").exists()
+    log = tmp_path / "config" / "extension.log"                 # the traceback, for whoever looks into it
+    assert "internal error" in err and str(log) in err and "Traceback" in log.read_text() and "1 / 0" in log.read_text()

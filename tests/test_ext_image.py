@@ -87,6 +87,11 @@ def test_linked_paths_are_tried_in_inkscape_s_order(tmp_path):
         "/abs/cat.png",
     ]
     assert candidate_paths("file:///photos/cat.png", tmp_copy, None, None) == ["/photos/cat.png"]
+    # Inkscape rebases a relative href onto its temporary copy: the saved folder comes back in
+    # the href, and the same file is named once, normalized
+    rebased = "../work/img/cat.png"
+    assert candidate_paths(rebased, tmp_copy, None, str(tmp_path / "work" / "img" / "cat.png")) == [
+        str(tmp_path / "work" / "img" / "cat.png")]
 
 
 def test_read_linked_and_embedded(tmp_path, monkeypatch):
@@ -104,6 +109,13 @@ def test_read_linked_and_embedded(tmp_path, monkeypatch):
     image.set("sodipodi:absref", None)
     with pytest.raises(ImageReadError, match="not found"):
         read_image_bytes(image, str(tmp_path / "elsewhere.svg"))
+    # the message names the one path the designer's document points at, once
+    monkeypatch.setenv("DOCUMENT_PATH", str(tmp_path / "work" / "drawing.svg"))
+    image.set("xlink:href", "gone.png")
+    with pytest.raises(ImageReadError) as missing:
+        read_image_bytes(image, str(tmp_path / "tmp" / "copy.svg"))
+    assert str(missing.value) == (f"The linked photo {tmp_path / 'work' / 'gone.png'} was not found. "
+                                  "Relink or embed the photo, then try again.")
     svg2 = inkex.Image()
     svg2.set("href", data_uri(png))     # SVG 2 plain href
     assert read_image_bytes(svg2, None) == (png, "embedded image")

@@ -11,7 +11,6 @@ engine the first one started); the engine is killed at teardown.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -26,13 +25,15 @@ from extension_support import (
     data_uri,
     engine_pid,
     free_port,
+    install_for_tests,
+    installed_client,
+    installed_client_module,
     kill_engine,
     needs_inkscape,
     needs_inkscape_python,
     png_bytes,
     run_fast,
     run_inkscape,
-    run_install,
     running,
     svg_document,
     write_preferences,
@@ -43,6 +44,7 @@ pytestmark = [needs_inkscape_python]
 SVG = "{http://www.w3.org/2000/svg}"
 INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
+CLIPASSO_NS = "{http://clipasso.org/ns/1.0}"
 # the photo sits at x=20, y=30, 160×120 user units, inside a transformed layer
 IMAGE_BOX = (20, 30, 160, 120)
 LAYER_TRANSFORM = "translate(5 7)"
@@ -70,22 +72,9 @@ def document(href: str) -> str:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """install.py into a temporary Inkscape profile and config dir, engine on an unused port."""
-    root = tmp_path_factory.mktemp("inkscape-e2e")
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(
-        INKSCAPE_PROFILE_DIR=str(profile),
-        XDG_DATA_HOME=str(root / "xdg"),
-        CLIPASSO_CONFIG_DIR=str(config),
-        CLIPASSO_CLIP="random:tiny-RN",
-        CLIPASSO_SALIENCY_CLIP="random:tiny-ViT",
-    )
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
-    yield {"root": root, "profile": profile, "config": config, "env": env, "url": url,
-           "scripts": profile / "extensions" / "clipasso"}
-    kill_engine(config)
+    setup = install_for_tests(tmp_path_factory.mktemp("inkscape-e2e"))
+    yield setup
+    kill_engine(setup["config"])
 
 
 def elements_outside_sketch(path: Path) -> list:
@@ -262,7 +251,7 @@ def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
         ("two images", ["img1", "img2"], None, "2 images are selected"),
         ("not an image", ["img1"], data_uri(b"plain text, not pixels " * 4), "not a PNG, JPEG"),
         ("damaged base64", ["img1"], "data:image/png;base64,@@@@", "damaged"),
-        ("missing file", ["img1"], "photos/nowhere.png", "linked image file was not found"),
+        ("missing file", ["img1"], "photos/nowhere.png", "photos/nowhere.png was not found"),
         ("web link", ["img1"], "https://example.com/cat.png", "linked from the web"),
         ("special file", ["img1"], "/proc/self/mem", "cannot be read"),
     ],
@@ -363,6 +352,44 @@ def test_another_web_app_at_the_engine_url(setup, tmp_path):
     assert "Set another engine URL" in out.stderr and not (tmp_path / "out.svg").exists()
 
 
+@needs_inkscape
+def test_missing_weights_in_the_designers_words(setup, tmp_path):
+    """An engine without its model files, as a new user meets it: real Inkscape runs Sketch (in
+    the background: a message box would block headless Inkscape, docs/inkscape.md §3.1), the
+    engine the extension started with its defaults fails the job as a weights error, and the
+    messages the designer reads (Insert finished sketches, Engine status, run as Inkscape runs
+    them) name both files and the one folder, or install.py: no flag, variable or test model."""
+    doc, placed = tmp_path / "in.svg", tmp_path / "placed.svg"
+    doc.write_text(document(data_uri(png_bytes(photo()))))
+    env = isolated_config(setup, tmp_path, engine_url=f"http://127.0.0.1:{free_port()}", engine_python=sys.executable)
+    env = {k: v for k, v in env.items() if k not in ("CLIPASSO_CLIP", "CLIPASSO_SALIENCY_CLIP", "HF_HOME", "HF_HUB_CACHE")}
+    weights = tmp_path / "weights"
+    env.update(CLIPASSO_CLIP_DIR=str(weights), XDG_CACHE_HOME=str(tmp_path / "cache"))
+    write_preferences(setup["profile"], "org.clipasso.sketch",
+                      {"strokes": 4, "iterations": 2, "preset": "fast", "open_preview": "false", "background": "true"})
+    try:
+        run = run_inkscape(doc, f"select-by-id:img1;org.clipasso.sketch.noprefs;export-filename:{placed};export-do",
+                           env, tmp_path)
+        assert run.returncode == 0, run.stderr
+        (job,) = [el.get(CLIPASSO_NS + "job") for el in etree.parse(str(placed)).iter() if el.get(CLIPASSO_NS + "job")]
+        engine = installed_client(setup, tmp_path / "config",
+                                  json.loads((tmp_path / "config" / "config.json").read_text())["engine_url"])
+        with pytest.raises(client_module(setup).JobFailed) as failed:
+            engine.wait(job, poll=0.2, timeout=120)
+        assert failed.value.kind == "weights" and failed.value.detail["missing"] == ["RN101.pt", "ViT-B-32.pt"]
+
+        message = (f"the model files RN101.pt and ViT-B-32.pt are missing. Put them in the folder {weights}, "
+                   "or run install.py again with a network connection")
+        insert = fast(setup, "clipasso_insert.py", [], placed, tmp_path, env)
+        status = fast(setup, "clipasso_status.py", [], doc, tmp_path, env)
+        assert insert.returncode == 0 and message in insert.stderr, insert.stderr
+        assert status.returncode == ABORT_STATUS and message in status.stderr, status.stderr
+        for word in ("--", "CLIPASSO_", "random:", "Traceback"):
+            assert word not in insert.stderr + status.stderr
+    finally:
+        kill_engine(tmp_path / "config")
+
+
 def test_engine_that_fails_to_start_points_at_its_log(setup, tmp_path):
     doc = tmp_path / "in.svg"
     doc.write_text(document(data_uri(png_bytes(photo()))))
@@ -416,19 +443,8 @@ def test_job_cancelled_in_the_engine_leaves_the_document(setup, tmp_path):
     assert not (tmp_path / "out.svg").exists()
 
 
-def client_module(setup):
-    """The installed copy of the engine client (the module the extension itself uses)."""
-    if str(setup["scripts"]) not in sys.path:
-        sys.path.insert(0, str(setup["scripts"]))
-    import clipasso_client
-
-    return clipasso_client
-
-
-def engine_client(setup):
-    """A client of the module's engine."""
-    client = client_module(setup)
-    return client.EngineClient(setup["url"], client.read_token(str(setup["config"])))
+client_module = installed_client_module
+engine_client = installed_client
 
 
 def active_jobs(setup) -> list:

@@ -3,13 +3,11 @@ one; parameters ↔ add_arguments one to one, same types, defaults and choices).
 
 from __future__ import annotations
 
-import importlib
-import sys
 import unittest
 
 import pytest
 
-from extension_support import EXTENSION_DIR, REPO, import_extension_modules
+from extension_support import EXTENSION_DIR, REPO, import_extension_modules, use_engine_modules_as_copies
 
 import_extension_modules()
 
@@ -29,7 +27,7 @@ def beside_the_scripts(monkeypatch):
     """The checker imports the script named in the .inx relative to the working directory, as
     Inkscape does from the extension folder; the client module is the engine's, renamed."""
     monkeypatch.chdir(EXTENSION_DIR)
-    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    use_engine_modules_as_copies(monkeypatch)
 
 
 @pytest.mark.parametrize("inx", INX_FILES, ids=lambda p: p.name)

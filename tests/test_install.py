@@ -16,7 +16,7 @@ import pytest
 from extension_support import REPO, run_install
 
 EXPECTED = sorted(
-    [p.name for p in (REPO / "extension").glob("*.py")] + [p.name for p in (REPO / "inx").glob("*.inx")] + ["clipasso_client.py"]
+    [p.name for p in (REPO / "extension").glob("*.py")] + [p.name for p in (REPO / "inx").glob("*.inx")] + ["clipasso_client.py", "clipasso_config_folder.py", "clipasso_errors.py"]
 )
 
 
@@ -44,7 +44,9 @@ def test_install_reinstall_uninstall(home):
     first = run_install(["--no-engine"], env)
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in ext.iterdir()) == EXPECTED
-    assert (ext / "clipasso_client.py").read_bytes() == (REPO / "clipasso_engine" / "client.py").read_bytes()
+    for source, copy in (("client.py", "clipasso_client.py"), ("config_folder.py", "clipasso_config_folder.py"),
+                         ("errors.py", "clipasso_errors.py")):   # the engine's modules, unchanged
+        assert (ext / copy).read_bytes() == (REPO / "clipasso_engine" / source).read_bytes()
     settings = json.loads((config / "config.json").read_text())
     assert settings == {"engine_url": "http://127.0.0.1:8765", "engine_python": None}     # no token_path: the engine's folder
     assert str(ext) in first.stdout and "Sketch from image" in first.stdout
@@ -93,13 +95,28 @@ def test_dry_run_changes_nothing(home):
     assert venv.returncode == 0, venv.stderr
     assert f"would create the engine environment: {sys.executable} -m venv {root}/.local/share/clipasso/venv" in venv.stdout
     assert f"would install the engine (torch and all): {root}/.local/share/clipasso/venv/bin/python -m pip install" in venv.stdout
-    for name in ("RN101", "ViT-B-32"):      # the CLIP weights come down at install time
-        assert f"would download CLIP {name}: {root}/.local/share/clipasso/venv/bin/python -m clipasso_engine models --download {name}" in venv.stdout
-    assert "would download CLIP" not in run_install(["--dry-run", "--no-weights"], env).stdout
+    # the CLIP weights come down at install time
+    assert (f"would download the CLIP weights RN101.pt and ViT-B-32.pt: {root}/.local/share/clipasso/venv/bin/python "
+            "-m clipasso_engine models --download RN101 ViT-B-32") in venv.stdout
+    assert "would download the CLIP" not in run_install(["--dry-run", "--no-weights"], env).stdout
+    cpu = run_install(["--dry-run", "--torch-index", "https://download.pytorch.org/whl/cpu"], env).stdout
+    torch_step = cpu.index("-m pip install --upgrade torch torchvision --index-url https://download.pytorch.org/whl/cpu")
+    assert torch_step < cpu.index("would install the engine (torch and all)")     # torch first, from that index
     if Path("/usr/bin/python3").exists():   # an environment without the engine gets it installed
         other = run_install(["--dry-run", "--python", "/usr/bin/python3"], env)
         assert "would install the engine into /usr/bin/python3" in other.stdout
     assert not (root / ".local" / "share" / "clipasso").exists()
+
+
+def test_offline_install_names_both_weights_files_and_the_folder(home):
+    """No network (a proxy that refuses): the install goes on, and its summary names every
+    missing file and the one folder to put them in."""
+    root, env = home
+    env = dict(env, CLIPASSO_CLIP_DIR=str(root / "weights"), https_proxy="http://127.0.0.1:9", HTTPS_PROXY="http://127.0.0.1:9")
+    out = run_install(["--python", sys.executable, "--inkscape-profile", str(root / "profile")], env, timeout=300)
+    assert out.returncode in (0, 1), out.stderr          # 1: Inkscape's Python may lack inkex here
+    assert (f"CLIP weights: could not download RN101.pt and ViT-B-32.pt (no network?). Put them in {root / 'weights'}, "
+            "or run install.py again with a network connection.") in out.stdout, out.stdout
 
 
 def test_profile_dir_and_config_dir_overrides(home):

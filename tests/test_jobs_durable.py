@@ -27,7 +27,7 @@ from clipasso_engine import SketchSettings, sketch
 from clipasso_engine.optimize import LoopState
 from clipasso_engine.server.jobs import DAY, JobNotFound, JobQueue, Work
 from clipasso_engine.server.store import JobStore, write_atomic
-from test_server import start_engine, stop_engine, wait_for
+from engine_support import start_engine, stop_engine, wait_for
 
 TINY = {"clip": "random:tiny-RN", "saliency_clip": "random:tiny-ViT"}
 # a few ms a step: long enough to be caught running, deterministic on the CPU

@@ -180,12 +180,19 @@ def test_same_picture_and_gradients_on_accelerator(device, gen):
 
 @pytest.mark.skipif(not diffvg_available(), reason="pydiffvg is not installed (optional backend)")
 def test_diffvg_backend_agrees(gen):
+    """Against diffvg at 8×8 samples per pixel (a reference: at CLIPasso's 2×2 its own sampling
+    noise, ~0.08 between two of its seeds, exceeds the bound; ours is measured 0.016–0.018 from
+    the 8×8 picture); the backend itself (2×2) renders the same strokes."""
+    from clipasso_engine.raster import diffvg_raster
+
     pts = random_strokes(1, 16, 224, 224, gen)
     widths = torch.full((1, 16), 3.0)
     ours = render(pts, widths, 224, 224)
-    theirs = render(pts, widths, 224, 224, backend="diffvg")
-    inked = (ours > 0) | (theirs > 0)
-    assert (ours - theirs).abs()[inked].mean() < MEAN_ABS_BOUND
+    reference = diffvg_raster.render(pts, widths, 224, 224, samples=8)
+    inked = (ours > 0) | (reference > 0)
+    assert (ours - reference).abs()[inked].mean() < MEAN_ABS_BOUND
+    backend = render(pts, widths, 224, 224, backend="diffvg")
+    assert (backend - reference).abs()[inked].mean() < 0.1           # diffvg's 2×2 noise, no more
 
 
 def test_diffvg_missing_is_a_clear_error():

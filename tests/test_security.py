@@ -29,7 +29,7 @@ from PIL import Image
 
 from clipasso_engine import clip_models
 from test_clip_models import tiny_clip
-from test_server import QUICK, Engine, engine, photo, start_engine, stop_engine, wait_for  # noqa: F401
+from engine_support import QUICK, Engine, start_engine, stop_engine, wait_for
 
 FILE_LIMIT = 1024
 EPS = b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 64 64\n{ } loop\n%%EOF\n"

@@ -1,154 +1,35 @@
 """The engine service over real loopback HTTP: a real ``clipasso serve`` process, real requests.
 
-One engine process serves the whole session (``engine`` fixture; the browser tests import it
-too). It runs tiny random CLIP towers, so jobs take a second; the jobs check the service's
+One engine process serves the whole session (the ``engine`` fixture of conftest.py). It runs tiny random CLIP towers, so jobs take a second; the jobs check the service's
 machinery (queue, cancel, cache, limits, auth), never sketch quality.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
-import http.client
-import io
 import json
-import os
 import re
 import shutil
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import textwrap
-import time
 import zlib
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
 
 import pytest
 import requests
-from PIL import Image
-from skimage import data
 
 from clipasso_engine.cli import main
-from clipasso_engine.client import EngineClient, EngineError
+from clipasso_engine.client import EngineError
 from clipasso_engine.strokes import Stroke
 from clipasso_engine.svg import svg_to_strokes
 
-MAX_QUEUE = 16
-# few, cheap steps: saliency off and one augmentation make a job cost well under a second
-QUICK = {"preset": "fast", "iterations": 2, "strokes": 4, "aug_bank": 0, "augmentations": 1,
-         "saliency": False, "eval_every": 1}
-LONG = dict(QUICK, iterations=20000)                     # runs until cancelled
-
-
-@dataclass
-class Engine:
-    url: str
-    port: int
-    token: str
-    config_dir: Path
-    proc: subprocess.Popen
-    log: Path
-
-    def headers(self, **extra: str) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token}", **extra}
-
-    def client(self) -> EngineClient:
-        return EngineClient(self.url, self.token, timeout=30)
-
-    def get(self, path: str, **kw: Any) -> requests.Response:
-        return requests.get(self.url + path, headers=self.headers(), timeout=30, **kw)
-
-    def post_job(self, image: bytes, settings: dict, **body: Any) -> requests.Response:
-        payload = {"image": base64.b64encode(image).decode(), "settings": settings, **body}
-        return requests.post(self.url + "/v1/jobs", json=payload, headers=self.headers(), timeout=60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(check: Callable[[], Any], timeout: float = 60.0, every: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy; its value."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {check}")
-        time.sleep(every)
-
-
-def engine_env(config_dir: Path) -> dict[str, str]:
-    return dict(os.environ, CLIPASSO_CONFIG_DIR=str(config_dir), CLIPASSO_CLIP="random:tiny-RN",
-                CLIPASSO_SALIENCY_CLIP="random:tiny-ViT", PYTHONUNBUFFERED="1")
-
-
-def start_engine(folder: Path, *extra: str, env: Optional[dict[str, str]] = None,
-                 preexec_fn: Optional[Callable[[], None]] = None) -> Engine:
-    """Start ``python -m clipasso_engine serve`` on a free port; return once /v1/health answers.
-    ``env``: variables to set beside the usual ones; ``preexec_fn``: run in the child (limits)."""
-    config, log = folder / "config", folder / "engine.log"
-    port = free_port()
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "clipasso_engine", "serve", "--port", str(port), "--device", "cpu", *extra],
-            stdout=out, stderr=subprocess.STDOUT, env={**engine_env(config), **(env or {})}, preexec_fn=preexec_fn,
-        )
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> Optional[str]:
-        if proc.poll() is not None:
-            raise AssertionError(f"the engine exited with {proc.returncode}:\n{log.read_text()}")
-        token_file = config / "token"
-        if not token_file.exists():
-            return None
-        token = token_file.read_text().strip()
-        try:
-            ok = requests.get(url + "/v1/health", headers={"Authorization": f"Bearer {token}"}, timeout=5).ok
-        except requests.ConnectionError:
-            return None
-        return token if ok else None
-
-    token = wait_for(up, timeout=120, every=0.25)
-    return Engine(url, port, token, config, proc, log)
-
-
-def stop_engine(engine: Engine) -> None:
-    if engine.proc.poll() is None:
-        engine.proc.terminate()
-        try:
-            engine.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            engine.proc.kill()
-            engine.proc.wait()
-
-
-_SHARED: list[Engine] = []
-
-
-@pytest.fixture(scope="session")
-def engine(tmp_path_factory) -> Engine:
-    """The session's engine (shared with other modules that import this fixture)."""
-    if not _SHARED:
-        _SHARED.append(start_engine(tmp_path_factory.mktemp("engine"), "--max-queue", str(MAX_QUEUE)))
-    yield _SHARED[0]
-    stop_engine(_SHARED[0])
-
-
-@pytest.fixture(scope="session")
-def photo() -> bytes:
-    """A real photo as PNG bytes: scikit-image's coffee, 150 × 100."""
-    buf = io.BytesIO()
-    Image.fromarray(data.coffee()).resize((150, 100)).save(buf, "PNG")
-    return buf.getvalue()
-
+from engine_support import LONG, MAX_QUEUE, QUICK, Engine, wait_for
+from extension_support import free_port
 
 def check_result(result: dict, strokes: int, width: int = 150, height: int = 100) -> None:
     """The strokes JSON holds ``strokes`` valid strokes that start inside the photo."""
@@ -231,6 +112,17 @@ def test_result_of_unfinished_or_unknown_job(engine, photo):
 
 # --- cancel ------------------------------------------------------------------------------------------
 
+def test_photo_of_a_job_while_it_holds_it(engine, photo):
+    job = start_long_job(engine, photo, seed=61)
+    r = engine.get(f"/v1/jobs/{job}/image")
+    assert r.status_code == 200 and r.content == photo and r.headers["x-content-type-options"] == "nosniff"
+    engine.client().cancel(job)
+    wait_for(lambda: engine.get(f"/v1/jobs/{job}?preview=false").json()["state"] == "cancelled")
+    gone = engine.get(f"/v1/jobs/{job}/image")
+    assert gone.status_code == 409 and "photo is no longer kept" in gone.json()["detail"]
+    assert engine.get("/v1/jobs/" + "0" * 32 + "/image").status_code == 404
+
+
 def test_cancel_running_job_stops_within_an_iteration(engine, photo):
     job = start_long_job(engine, photo, seed=31)
     at_cancel = requests.delete(f"{engine.url}/v1/jobs/{job}", headers=engine.headers(), timeout=30).json()
@@ -272,12 +164,35 @@ def test_failing_job_reports_missing_weights_and_engine_carries_on(engine, photo
     message = str(failure.value)
     assert "RN101.pt" in message and "clipasso models --download RN101" in message
     assert failure.value.job["state"] == "failed"
+    assert failure.value.kind == "weights" and failure.value.detail["missing"] == ["RN101.pt"]   # by type, not text
+    models = engine.get("/v1/models").json()           # the defaults here are random towers: nothing missing
+    assert models["missing"] == [] and models["weights_folder"]
     assert engine.get("/v1/health").json()["status"] == "ok"
     after = engine.post_job(photo, dict(QUICK, seed=52)).json()["id"]
     check_result(engine.client().wait(after, poll=0.1, timeout=120), 4)
 
 
 # --- refusals: each a 4xx with a message a person can act on ------------------------------------------------
+
+IN_PROCESS_TOKEN = "in-process-token"
+
+
+@pytest.fixture(scope="module")
+def app():
+    """The engine's app in this process (FastAPI's TestClient, no socket): for refusals that
+    depend on the app, not on the process or the network. No default headers: each call says
+    what it sends."""
+    from fastapi.testclient import TestClient
+
+    from clipasso_engine.server.app import create_app
+    from clipasso_engine.server.jobs import JobQueue
+
+    with TestClient(create_app(JobQueue("cpu"), IN_PROCESS_TOKEN, frozenset({"testserver"}))) as client:
+        yield client
+
+
+def authorized(**extra: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {IN_PROCESS_TOKEN}", **extra}
 
 def png_header_only(width: int, height: int) -> bytes:
     """A PNG whose header claims ``width × height`` pixels, with almost no pixel data."""
@@ -314,15 +229,15 @@ def v1_calls() -> list[tuple[str, str]]:
     return [(m, re.sub(r"\{[^}]*\}", "x", path)) for m, path in calls]
 
 
-def test_auth_is_required_on_every_v1_call(engine, photo):
+def test_auth_is_required_on_every_v1_call(app):
     calls = v1_calls()
     assert {("GET", "/v1/health"), ("POST", "/v1/jobs"), ("DELETE", "/v1/jobs/x"), ("GET", "/v1/jobs/x/events")} <= set(calls)
     for method, path in calls:
-        for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {engine.token}"}):
-            r = requests.request(method, engine.url + path, headers=headers, json={}, timeout=30)
+        for headers in ({}, {"Authorization": "Bearer wrong-token"}, {"Authorization": f"Basic {IN_PROCESS_TOKEN}"}):
+            r = app.request(method, path, headers=headers, json={})
             assert r.status_code == 401, (method, path, headers, r.text)
             assert "token" in r.json()["detail"]
-    assert requests.get(engine.url + "/v1/health", headers=engine.headers(), timeout=30).status_code == 200
+    assert app.get("/v1/health", headers=authorized()).status_code == 200
 
 
 def test_token_is_checked_before_the_body_is_read(engine):
@@ -378,8 +293,8 @@ def test_oversized_upload_is_refused_with_413(engine):
     (b"this is not an image" * 50, "not a readable image"),
     (png_header_only(4, 4), "at least 8 pixels"),
 ])
-def test_bad_images_are_refused_with_422(engine, image, message):
-    r = engine.post_job(image, QUICK)
+def test_bad_images_are_refused_with_422(app, image, message):
+    r = app.post("/v1/jobs", json={"image": base64.b64encode(image).decode(), "settings": QUICK}, headers=authorized())
     assert r.status_code == 422 and message in r.json()["detail"], r.text
     assert r.json()["detail"].startswith("image:")
 
@@ -396,15 +311,14 @@ def test_bad_images_are_refused_with_422(engine, image, message):
     ({"settings": {"strokes": 200, "seeds": 8}}, "the engine takes up to 1024"),
     ({"colour": "red"}, "colour: Extra inputs are not permitted"),
 ])
-def test_bad_requests_are_refused_with_422(engine, photo, body, message):
+def test_bad_requests_are_refused_with_422(app, photo, body, message):
     payload = {"image": base64.b64encode(photo).decode(), **body}
-    r = requests.post(engine.url + "/v1/jobs", json=payload, headers=engine.headers(), timeout=30)
+    r = app.post("/v1/jobs", json=payload, headers=authorized())
     assert r.status_code == 422 and message in r.json()["detail"], r.text
 
 
-def test_invalid_json_is_refused_with_422(engine):
-    r = requests.post(engine.url + "/v1/jobs", data=b'{"image": ', timeout=30,
-                      headers=engine.headers(**{"Content-Type": "application/json"}))
+def test_invalid_json_is_refused_with_422(app):
+    r = app.post("/v1/jobs", content=b'{"image": ', headers=authorized(**{"Content-Type": "application/json"}))
     assert r.status_code == 422 and "not valid JSON" in r.json()["detail"]
 
 
@@ -434,19 +348,27 @@ def test_100_concurrent_requests_all_answered_no_job_lost(engine, photo):
     assert {r.json()["id"] for r in answers[:jobs]} <= listed
 
 
-def test_small_responses_are_not_delayed(engine):
-    """The engine's connections use TCP_NODELAY: without it every small response on a kept-alive
-    connection waits ~40 ms for the client's delayed ACK (25 polls a second at best)."""
-    conn = http.client.HTTPConnection("127.0.0.1", engine.port, timeout=30)
-    times = []
-    for _ in range(20):
-        start = time.perf_counter()
-        conn.request("GET", "/v1/health", headers=engine.headers())
-        resp = conn.getresponse()
-        resp.read()
-        times.append(time.perf_counter() - start)
-    conn.close()
-    assert statistics.median(times) < 0.02, times
+def test_engine_connections_use_tcp_nodelay():
+    """The engine's listening socket makes asyncio set TCP_NODELAY on every connection it accepts
+    (as uvicorn serves it): without it every small response on a kept-alive connection waits
+    ~40 ms for the client's delayed ACK (benchmarks/service.py measures the latency)."""
+    from clipasso_engine.server.run import _bind
+
+    async def accepted_nodelay() -> int:
+        seen: asyncio.Future = asyncio.get_running_loop().create_future()
+
+        def on_connection(_reader, writer):
+            seen.set_result(writer.get_extra_info("socket").getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+            writer.close()
+
+        server = await asyncio.start_server(on_connection, sock=_bind("127.0.0.1", 0))
+        async with server:
+            _, writer = await asyncio.open_connection(*server.sockets[0].getsockname()[:2])
+            flag = await asyncio.wait_for(seen, 30)
+            writer.close()
+        return flag
+
+    assert asyncio.run(accepted_nodelay()) != 0
 
 
 # --- the rest of the API ---------------------------------------------------------------------------------
@@ -534,14 +456,14 @@ def test_cli_engine_errors_are_one_line(engine, photo, tmp_path, monkeypatch, ca
 def test_standalone_client_copy_works_without_site_packages(engine, photo, tmp_path):
     """The extension imports a copy of client.py in a Python without the engine or any
     third-party package: run that copy with -S -I (no site-packages, no environment)."""
-    copy = tmp_path / "clipasso_client.py"
-    shutil.copy(Path(__file__).parents[1] / "clipasso_engine" / "client.py", copy)
+    copies = {"client.py": "clipasso_client", "config_folder.py": "clipasso_config_folder", "errors.py": "clipasso_errors"}
+    for source, name in copies.items():   # as install.py lays them out
+        shutil.copy(Path(__file__).parents[1] / "clipasso_engine" / source, tmp_path / f"{name}.py")
     (tmp_path / "photo.png").write_bytes(photo)
     script = textwrap.dedent(f"""
-        import importlib.util, json, sys
-        spec = importlib.util.spec_from_file_location("clipasso_client", {str(copy)!r})
-        client = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(client)
+        import json, sys
+        sys.path.insert(0, {str(tmp_path)!r})
+        import clipasso_client as client
         engine = client.EngineClient({engine.url!r}, client.read_token({str(engine.config_dir)!r}))
         assert engine.health()["status"] == "ok"
         job = engine.submit(open({str(tmp_path / 'photo.png')!r}, "rb").read(), {dict(QUICK, seed=71)!r})
@@ -552,4 +474,4 @@ def test_standalone_client_copy_works_without_site_packages(engine, photo, tmp_p
     proc = subprocess.run([sys.executable, "-S", "-I", "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report == {"strokes": 4, "third_party": []}
+    assert report == {"strokes": 4, "third_party": sorted(copies.values())}

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from test_server import LONG, engine, photo, start_long_job, wait_for  # noqa: F401  (fixtures)
+from engine_support import LONG, wait_for
+from test_server import start_long_job
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install playwright)")
 
@@ -85,17 +86,45 @@ def test_page_asks_for_the_token(browser, engine, photo):
     page.close()
 
 
+def test_page_shows_the_faded_photo_warns_of_random_weights_and_waits_for_the_first_step(browser, engine, photo):
+    """The running job's strokes lie over its photo, faded, box on box. The session's engine
+    runs random towers: the page says so, in view. A job still waiting behind another shows a
+    line in place of its strokes, not the other job's picture or a broken image."""
+    running = start_long_job(engine, photo, seed=303)
+    queued = engine.post_job(photo, dict(LONG, seed=304)).json()["id"]
+    page = browser.new_page()
+    page.goto(f"{engine.url}/#token={engine.token}")
+    page.wait_for_function("() => { const i = document.getElementById('preview');"
+                           " return !i.hidden && i.src.startsWith('blob:'); }")   # the running job's strokes
+    # over its photo, faded: the very picture that was sent (150 × 100), the size of the strokes' box
+    page.wait_for_function("() => { const p = document.getElementById('photo');"
+                           " return !p.hidden && p.complete && p.naturalWidth > 0; }")
+    assert page.eval_on_selector("#photo", "p => [p.naturalWidth, p.naturalHeight]") == [150, 100]
+    assert float(page.eval_on_selector("#photo", "p => getComputedStyle(p).opacity")) < 0.5
+    photo_box, strokes_box = (page.eval_on_selector(s, "e => { const r = e.getBoundingClientRect();"
+                                                       " return [r.x, r.y, r.width, r.height]; }")
+                              for s in ("#photo", "#preview"))
+    assert photo_box == pytest.approx(strokes_box, abs=1.5)
+    page.click(f"tr[data-id='{queued}']")
+    page.wait_for_function(f"() => document.getElementById('job-id').textContent === '{queued[:8]}'")
+    page.wait_for_selector("#waiting", state="visible")
+    assert page.is_hidden("#preview") and "first step" in page.text_content("#waiting")
+    assert page.is_visible("#random-warning") and "RANDOM test weights" in page.text_content("#random-warning")
+    for job in (queued, running):
+        engine.client().cancel(job)
+    page.close()
+
+
 def test_extension_launcher_file_opens_the_page_with_the_token(browser, engine, tmp_path, monkeypatch):
     """The extension opens the browser on a private file (the token stays out of command lines),
     which forwards to the page with the token in the fragment."""
     import importlib
-    import sys
     from types import SimpleNamespace
 
-    from extension_support import import_extension_modules
+    from extension_support import import_extension_modules, use_engine_modules_as_copies
 
     import_extension_modules()
-    monkeypatch.setitem(sys.modules, "clipasso_client", importlib.import_module("clipasso_engine.client"))
+    use_engine_modules_as_copies(monkeypatch)
     common = importlib.import_module("clipasso_common")
     config = common.Config(str(tmp_path / "config"), {})
     launcher = common.write_preview_launcher(config, SimpleNamespace(url=engine.url, token=engine.token))

@@ -146,13 +146,15 @@ def test_finished_jobs_and_cached_results_are_bounded():
 
 
 def test_old_results_expire():
-    queue = JobQueue("cpu", keep_seconds=0.5)
+    now = [1.7e9]                                                # the queue's clock, moved by hand
+    queue = JobQueue("cpu", keep_seconds=600, clock=lambda: now[0])
     queue.start()
     try:
         first = queue.submit(quick_work(0)).id
         finish(queue, first)
+        now[0] += 599
         assert queue.submit(quick_work(0)).cached
-        time.sleep(0.6)
+        now[0] += 2
         assert not queue.submit(quick_work(0)).cached           # too old: computed again
         with pytest.raises(JobNotFound):
             queue.get(first)

@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
 from ..client import MAX_REQUEST_BYTES
-from ..clip_models import available_models
+from ..clip_weights import WeightsMissingError, available_models, check_present, weights_folder
 from ..image import sniff_format
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
@@ -168,8 +168,13 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
     @api.get("/models", response_model=Models)
     def models() -> Models:
         """Default models, models in memory, and which OpenAI weights files are present."""
-        return Models(clip=default_clip(), saliency_clip=default_saliency_clip(),
-                      loaded=queue.loaded_models(), weights=available_models())
+        try:
+            check_present([("clip", default_clip()), ("saliency_clip", default_saliency_clip())])
+            missing: list[str] = []
+        except WeightsMissingError as exc:
+            missing = exc.detail["missing"]
+        return Models(clip=default_clip(), saliency_clip=default_saliency_clip(), loaded=queue.loaded_models(),
+                      weights=available_models(), missing=missing, weights_folder=str(weights_folder()))
 
     app.include_router(api)
 

@@ -25,7 +25,7 @@ from typing import Callable, TypeVar
 from fastapi import HTTPException
 from PIL import Image
 
-from ..clip_models import names_a_file_elsewhere, weights_folders
+from ..clip_weights import names_a_file_elsewhere, weights_folders
 from ..image import ImageError, load_image, make_canvas, photo_size
 from ..regions import RegionError, canvas_masks
 from ..strokes import Stroke

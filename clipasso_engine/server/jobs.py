@@ -36,8 +36,7 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from ..api import sketch
-from ..clip_models import WeightsMissingError
-from ..image import ImageError
+from ..errors import ClipassoError
 from ..optimize import LoopState
 from ..result import SketchResult, finite_or_none
 from ..settings import SketchSettings
@@ -129,6 +128,8 @@ class Job:
     preview_svg: Optional[str] = None
     regions: list[dict[str, Any]] = field(default_factory=list)   # the drawn regions (photo px), for the preview
     error: Optional[str] = None
+    error_kind: Optional[str] = None         # ClipassoError.kind of the failure; "internal" for a bug
+    error_detail: Optional[dict[str, Any]] = None   # its facts for clients (e.g. the missing weights files)
     result: Optional[dict[str, Any]] = None  # done, or cancelled with the best strokes so far
     cached: bool = False
     resumed_from: Optional[int] = None       # the step a job interrupted by a restart went on from
@@ -144,7 +145,7 @@ class Job:
         """The fields that change, as JSON (``state.json``)."""
         return {"state": self.state, "created": self.created, "started": self.started, "finished": self.finished,
                 "iteration": self.iteration, "loss": self.loss, "error": self.error, "cached": self.cached,
-                "resumed_from": self.resumed_from}
+                "resumed_from": self.resumed_from, "error_kind": self.error_kind, "error_detail": self.error_detail}
 
 
 class JobQueue:
@@ -316,6 +317,7 @@ class JobQueue:
                 "elapsed_s": round(end - job.started, 3) if job.started else None,
                 "width": job.width, "height": job.height, "strokes": job.stroke_counts, "clip": job.clip,
                 "cached": job.cached, "cancel_requested": job.cancel.is_set(), "error": job.error,
+                "error_kind": job.error_kind, "error_detail": job.error_detail,
                 "has_result": job.result is not None, "resumed_from": job.resumed_from,
                 "preview_svg": job.preview_svg if preview else None,
                 "regions": job.regions if preview else [],
@@ -366,14 +368,16 @@ class JobQueue:
             self._done(job, result)
         except torch.cuda.OutOfMemoryError:
             torch.cuda.empty_cache()
-            self._fail(job, OOM_MESSAGE.format(device="GPU"))
+            self._fail(job, OOM_MESSAGE.format(device="GPU"), "memory")
         except MemoryError:
-            self._fail(job, OOM_MESSAGE.format(device="computer"))
-        except (ImageError, WeightsMissingError, ValueError) as exc:
-            self._fail(job, str(exc))
+            self._fail(job, OOM_MESSAGE.format(device="computer"), "memory")
+        except ClipassoError as exc:           # the user's to fix: photo, settings, weights, device
+            self._fail(job, str(exc), exc.kind, exc.detail)
+        except OSError as exc:                 # the system's word on a file (disk full, permissions)
+            self._fail(job, f"the engine could not read or write a file: {exc}", "os")
         except Exception as exc:  # a bug must cost one job, never the engine
             log.exception("job %s failed", job.id)
-            self._fail(job, f"internal error ({type(exc).__name__}: {exc}); the engine log has the details")
+            self._fail(job, f"internal error ({type(exc).__name__}), see the engine log", "internal")
 
     def _resume_state(self, job: Job) -> Optional[LoopState]:
         """The job's last checkpoint, if an earlier engine ran it; an unreadable one is logged
@@ -435,10 +439,10 @@ class JobQueue:
         log.info("job %s %s: %s iterations (%s) in %.1f s", job.id, job.state, job.iteration, stopped,
                  job.finished - (job.started or job.finished))
 
-    def _fail(self, job: Job, message: str) -> None:
+    def _fail(self, job: Job, message: str, kind: str = "error", detail: Optional[dict[str, Any]] = None) -> None:
         log.warning("job %s failed: %s", job.id, message)
         with self._lock:
-            job.error = message
+            job.error, job.error_kind, job.error_detail = message, kind, detail or None
             self._finish_locked(job, "failed")
         self._save_end(job)
 
@@ -508,6 +512,7 @@ class JobQueue:
         job.started, job.finished = st.get("started"), st.get("finished")
         job.iteration, job.loss, job.error = int(st.get("iteration") or 0), st.get("loss"), st.get("error")
         job.cached, job.resumed_from = bool(st.get("cached")), st.get("resumed_from")
+        job.error_kind, job.error_detail = st.get("error_kind"), st.get("error_detail")
         if job.state in TERMINAL:
             job.work, job.result = None, item.result
             if item.result is not None:

@@ -67,6 +67,10 @@ class JobStatus(BaseModel):
     cached: bool = False
     cancel_requested: bool = False
     error: Optional[str] = Field(None, description="why the job failed, and what to do")
+    error_kind: Optional[str] = Field(None, description="the kind of failure: settings, image, svg, weights, device, "
+                                                         "os, internal (clients tell errors apart by it)")
+    error_detail: Optional[dict[str, Any]] = Field(None, description="facts of the failure for clients, e.g. "
+                                                                      "{missing: [RN101.pt], folder} for weights")
     has_result: bool = Field(False, description="true when /result answers: done, or cancelled with the best strokes so far")
     resumed_from: Optional[int] = Field(None, description="the step this job went on from after an engine restart")
     preview_svg: Optional[str] = Field(None, description="SVG of the current strokes (photo pixels); the sketch once done")
@@ -109,3 +113,5 @@ class Models(BaseModel):
     saliency_clip: str = Field(description="default CLIP model for the saliency map")
     loaded: list[str] = Field(description="models this engine has used and keeps in memory")
     weights: list[dict[str, Any]] = Field(description="OpenAI weights files: present or not, where they were looked for")
+    missing: list[str] = Field([], description="weights files the default models need and lack (RN101.pt, ...)")
+    weights_folder: str = Field("", description="the one folder to put weights files in")

@@ -17,6 +17,7 @@ let shownRegions = null;    // job id + regions drawn over the preview
 let photoJob = null;        // job whose photo is (being) shown
 let photoUrl = null;
 let tick = 0;
+let randomDefaults = false;  // the engine's default models are random test towers
 let busy = false;
 
 function takeToken() {
@@ -57,7 +58,13 @@ function when(unix) {
   return d.toDateString() === new Date().toDateString() ? d.toLocaleTimeString() : d.toLocaleString();
 }
 
+function isRandom(spec) {
+  return String(spec || "").startsWith("random:");
+}
+
 function renderHealth(h) {
+  randomDefaults = isRandom(h.clip) || isRandom(h.saliency_clip);
+  $("random-warning").hidden = !randomDefaults;
   $("health").textContent = `v${h.version} on ${h.device} · ${h.running} running, ${h.queued} waiting`;
 }
 
@@ -104,6 +111,7 @@ function renderJob(job) {
   $("loss").textContent = job.loss === null ? "–" : job.loss.toFixed(5);
   $("eta").textContent = job.state === "running" ? seconds(job.eta_s) : job.state === "done" ? "finished" : "–";
   $("clip").textContent = job.clip;
+  $("random-warning").hidden = !(randomDefaults || isRandom(job.clip));
   $("error").hidden = !job.error;
   $("error").textContent = job.error || "";
   $("cancel").disabled = !(job.state === "queued" || job.state === "running") || job.cancel_requested;
@@ -149,7 +157,10 @@ async function showPhoto(job) {
 }
 
 // An SVG shown through <img> can run no script, whatever it contains.
+// Before a job's first step there is no picture: a line says so (never a broken image).
 function showSvg(svg) {
+  $("waiting").hidden = Boolean(svg);
+  $("preview").hidden = !svg;
   if (!svg || svg === shownSvg) return;
   const url = URL.createObjectURL(new Blob([svg], { type: "image/svg+xml" }));
   $("preview").src = url;
