@@ -261,8 +261,9 @@ def test_engine_killed_mid_job_resumes_and_insert_places_over_the_moved_photo(se
     """Durable engine. The engine dies (SIGKILL) while sketching; meanwhile the photo is moved
     and rotated; Insert starts the engine again, the job goes on from its last checkpoint (not
     from 0) and, once it is done, Insert puts the strokes over the photo where it is now."""
-    placed, job = submit_background_sketch(setup, tmp_path, iterations=16, seed=5)
-    status = wait_for(setup, job, until=lambda s: s["state"] in ("done", "failed") or s["iteration"] >= 5)
+    placed, job = submit_background_sketch(setup, tmp_path, iterations=60, seed=5)
+    checkpoint = setup["config"] / "jobs" / job / "checkpoint.pt"     # written every second (setup)
+    status = wait_for(setup, job, until=lambda s: s["state"] in ("done", "failed") or (s["iteration"] >= 5 and checkpoint.exists()))
     assert status["state"] == "running", status
     killed_at = status["iteration"]
     pid = engine_pid(setup["config"])
