@@ -39,8 +39,8 @@ class LoopState:
     ``points``/``best_points`` ``(G, N, 4, 2)`` canvas px; ``best_loss``, ``ref_loss`` ``(G,)``
     eval losses; ``stale`` ``(G,)`` evaluations without improvement (early stop); ``adam`` the
     optimizer's ``state_dict()`` (moments and step count); ``rng`` the augmentation streams'
-    states (``augment.Streams.get_state``). A few kB per group: the setup (photo targets, augmentation bank) is redone on resume,
-    as it is drawn from the seed alone.
+    states (``augment.Streams.get_state``). A few kB per group: the setup (photo targets,
+    augmentation bank) is redone on resume, as it is drawn from the seeds alone.
     """
 
     iteration: int
