@@ -64,7 +64,8 @@ def apply_each(images: torch.Tensor, matrices: torch.Tensor) -> torch.Tensor:
     b, c, h, w = images.shape
     a = matrices.shape[1]
     src = images.unsqueeze(1).expand(b, a, c, h, w).reshape(b * a, c, h, w)
-    m = matrices.to(images.device, images.dtype).reshape(b * a, -1, 3, 3)            # (B·A, passes, 3, 3)
+    passes = matrices.shape[2] if matrices.dim() == 5 else 1
+    m = matrices.to(images.device, images.dtype).reshape(b * a, passes, 3, 3)        # (B·A, passes, 3, 3)
     for p in range(m.shape[1]):
         src = warp_perspective(src, m[:, p], (h, w), mode="bilinear", padding_mode="zeros", align_corners=True)
     return src

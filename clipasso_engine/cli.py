@@ -8,6 +8,7 @@ goes on past a photo that fails and ends with status 1 when any did.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from importlib import resources

@@ -118,3 +118,10 @@ def test_stream_states_round_trip_and_refuse_another_job():
     with pytest.raises(ValueError, match="another job"):
         augment.Streams([0], 0, per_seed=True).set_state(state)
     assert augment.Streams([0], 0, per_seed=False).get_state().dim() == 1       # the format of older checkpoints
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_no_augmentation_is_an_empty_batch(passes):
+    mats = augment.draw(0, 32, torch.Generator().manual_seed(8), passes=passes)
+    assert augment.apply(torch.rand(2, 3, 32, 32), mats).shape == (0, 3, 32, 32)
+    assert augment.apply_each(torch.rand(2, 3, 32, 32), torch.stack([mats, mats])).shape == (0, 3, 32, 32)
