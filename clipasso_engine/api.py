@@ -9,7 +9,7 @@ import torch
 
 from . import __version__
 from .clip_models import ClipImageModel, get_clip
-from .clip_weights import check_present
+from .clip_weights import WeightsMissingError, check_present
 from .devices import resolve_device, resolve_precision
 from .errors import SettingsError
 from .image import Canvas, ImageError, ImageInput, load_image, make_canvas, photo_size
@@ -19,6 +19,7 @@ from .optimize import CheckpointFn, Group, LoopState, optimize
 from .regions import RegionMasks, canvas_masks
 from .result import SketchResult, finite_or_none
 from .saliency import initial_strokes, start_probabilities
+from .score import clip_scores
 from .settings import SketchSettings
 from .strokes import Stroke, strokes_to_tensors, tensors_to_strokes
 
@@ -101,7 +102,8 @@ def sketch(
             for s, pts in zip(seeds, start):
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)
-    check_fits(len(groups), settings.augmentations, int(settings.aug_bank), precision, device,  # type: ignore[arg-type]
+    streams = len(seeds) if settings.aug_streams == "seed" else 1            # a bank per stream
+    check_fits(len(groups), settings.augmentations, int(settings.aug_bank) * streams, precision, device,  # type: ignore[arg-type]
                f"{len(levels)} level(s) × {len(seeds)} seed(s)")
 
     def progress(it: int, loss: float, points: torch.Tensor, widths: torch.Tensor) -> None:
@@ -115,6 +117,8 @@ def sketch(
         iterations=int(settings.iterations),  # type: ignore[arg-type]
         augmentations=settings.augmentations,
         aug_bank=int(settings.aug_bank),  # type: ignore[arg-type]
+        aug_passes=int(settings.aug_passes),  # type: ignore[arg-type]
+        aug_streams=str(settings.aug_streams),
         eval_every=settings.eval_every,
         lr=settings.lr,
         early_stop=bool(settings.early_stop),
@@ -134,11 +138,15 @@ def sketch(
 
     result_levels: dict[int, list[Stroke]] = {}
     level_meta: dict[int, dict] = {}
-    for n in levels:
-        best = min((g for g in run.groups if g.level == n), key=lambda g: g.loss)
+    winners = [min((g for g in run.groups if g.level == n), key=lambda g: g.loss) for n in levels]
+    score_model = saliency_model or _score_model(settings.saliency_clip, device, download)
+    scores = (clip_scores(score_model, photo, [(g.points, g.widths) for g in winners])
+              if score_model is not None else [None] * len(levels))
+    for n, best, score in zip(levels, winners, scores):
         result_levels[n] = _to_photo_strokes(best.points, best.widths, canvas, init_strokes, locked)
         level_meta[n] = {"seed": best.seed, "loss": finite_or_none(best.loss),
-                         "seed_losses": {str(g.seed): finite_or_none(g.loss) for g in run.groups if g.level == n}}
+                         "seed_losses": {str(g.seed): finite_or_none(g.loss) for g in run.groups if g.level == n},
+                         "clip_score": score}
     random_weights = clip.random or (saliency_model is not None and saliency_model.random)
     return SketchResult(
         strokes=result_levels[main_level],
@@ -155,6 +163,8 @@ def sketch(
             "clip": clip.spec,
             "clip_source": clip.source,
             "saliency_clip": saliency_model.spec if saliency_model is not None else None,
+            "score_clip": score_model.spec if score_model is not None else None,
+            "clip_score": level_meta[main_level]["clip_score"],
             "random_weights": bool(random_weights),
             "device": str(device),
             "precision": precision,
@@ -185,6 +195,15 @@ def _start_probabilities(photo: torch.Tensor, saliency_model: Optional[ClipImage
     if not bool((prob > 0).any()):                 # saliency found nothing left in the allowed pixels
         prob = weights.to(prob.device).clone()
     return prob / prob.sum()
+
+
+def _score_model(spec: str, device: torch.device, download: bool) -> Optional[ClipImageModel]:
+    """The ViT for the CLIP score when the run did not load it for saliency (refinement, no
+    saliency): None when its weights are missing, as only the score needs it then."""
+    try:
+        return get_clip(spec, device, download=download)
+    except WeightsMissingError:
+        return None
 
 
 def _masked(canvas: Canvas, mask: Optional[ImageInput], use_mask: bool, regions: Optional[RegionMasks] = None) -> torch.Tensor:

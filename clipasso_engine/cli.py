@@ -105,6 +105,10 @@ def _add_settings_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("--width", type=float, help="stroke width in pixels of the 224-px canvas (default 3)")
     s.add_argument("--augmentations", type=int, help="augmented pairs per step (default 4)")
     s.add_argument("--aug-bank", "--aug_bank", dest="aug_bank", type=int, help="augmentation bank size, 0 = fresh each step (preset)")
+    s.add_argument("--aug-passes", "--aug_passes", dest="aug_passes", type=int, choices=[1, 2],
+                   help="resamplings per augmentation: 1 = one warp, 2 = perspective then crop as the reference (preset)")
+    s.add_argument("--aug-streams", "--aug_streams", dest="aug_streams", choices=["run", "seed"],
+                   help="augmentation draws: one stream for the run, or one per seed as the reference (preset)")
     s.add_argument("--early-stop", "--early_stop", dest="early_stop", action=argparse.BooleanOptionalAction, help="stop when the loss stops improving (preset)")
     s.add_argument("--eval-every", "--eval_every", dest="eval_every", type=int, help="iterations between evaluations (default 10)")
     s.add_argument("--lr", type=float, help="Adam learning rate in pixels (default 1.0)")

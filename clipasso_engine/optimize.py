@@ -39,9 +39,9 @@ class LoopState:
     Tensors are on the CPU, every group padded to the batch's stroke count as in the loop:
     ``points``/``best_points`` ``(G, N, 4, 2)`` canvas px; ``best_loss``, ``ref_loss`` ``(G,)``
     eval losses; ``stale`` ``(G,)`` evaluations without improvement (early stop); ``adam`` the
-    optimizer's ``state_dict()`` (moments and step count); ``rng`` the augmentation generator's
-    state. A few kB per group: the setup (photo targets, augmentation bank) is redone on resume,
-    as it is drawn from the seed alone.
+    optimizer's ``state_dict()`` (moments and step count); ``rng`` the augmentation streams'
+    states (``augment.Streams.get_state``). A few kB per group: the setup (photo targets,
+    augmentation bank) is redone on resume, as it is drawn from the seeds alone.
     """
 
     iteration: int
@@ -108,6 +108,8 @@ def optimize(
     iterations: int,
     augmentations: int,
     aug_bank: int,
+    aug_passes: int = 1,
+    aug_streams: str = "run",
     eval_every: int,
     lr: float,
     early_stop: bool,
@@ -133,7 +135,10 @@ def optimize(
     go on from such a state (raises ``ValueError`` when it belongs to another batch).
     ``avoid_field`` ``(C, C)`` (``regions.RegionMasks.avoid_field``): ``avoid_weight`` times the ink
     there (``regions.ink_penalty``) is added to every group's loss, training and eval alike, so
-    the best state kept is one that keeps out of the zones too."""
+    the best state kept is one that keeps out of the zones too.
+    ``aug_passes``: resamplings per augmentation (1, or 2 as the reference); ``aug_streams``:
+    "run" (one random stream seeded with ``seed``) or "seed" (one per group seed, as the
+    reference), docs/method.md §3."""
     device = photo.device
     size = photo.shape[-1]
     G = len(groups)
@@ -153,11 +158,13 @@ def optimize(
     main = torch.tensor([g.level == main_level for g in groups], device=device)
     loss_scale = 1024.0 if loss_fn.precision == "fp16" else 1.0
 
-    gen = torch.Generator().manual_seed(seed)          # augmentation draws: deterministic per seed
-    A = augmentations
-    if aug_bank > 0:
-        bank = augment.draw(aug_bank, size, gen)                                # (K, 3, 3)
-        bank_targets = loss_fn.photo_targets(torch.cat([photo, augment.apply(photo, bank)]))  # K + 1
+    if aug_streams not in augment.STREAMS:
+        raise ValueError(f"aug_streams must be one of {augment.STREAMS}, got {aug_streams!r}")
+    streams = augment.Streams([g.seed for g in groups], seed, per_seed=aug_streams == "seed")
+    S, A = streams.count, augmentations
+    if aug_bank > 0:                                    # per stream; the photo's views: plain + S·K
+        bank = streams.draw(aug_bank, size, aug_passes)                         # (S, K, [2,] 3, 3)
+        bank_targets = loss_fn.photo_targets(torch.cat([photo, augment.apply(photo, bank.flatten(0, 1))]))
 
     best_loss = torch.full((G,), math.inf)
     best_points = points.detach().clone()
@@ -175,7 +182,7 @@ def optimize(
         best_points = resume.best_points.to(device, copy=True)
         best_loss, ref_loss, stale = resume.best_loss.clone(), resume.ref_loss.clone(), resume.stale.clone()
         history, start = list(resume.history), resume.iteration
-        gen.set_state(resume.rng)
+        streams.set_state(resume.rng)
     stopped, it = "finished", start
     next_checkpoint = time.monotonic() + checkpoint_seconds
 
@@ -186,25 +193,33 @@ def optimize(
             on_checkpoint(LoopState(
                 iteration=it, points=points.detach().cpu().clone(), adam=_cpu_state(opt),
                 best_points=best_points.cpu().clone(), best_loss=best_loss.clone(), ref_loss=ref_loss.clone(),
-                stale=stale.clone(), history=[dict(h) for h in history], rng=gen.get_state(),
+                stale=stale.clone(), history=[dict(h) for h in history], rng=streams.get_state(),
             ))
             next_checkpoint = time.monotonic() + checkpoint_seconds
         if stop:
             stopped = "cancelled"
             break
         if aug_bank > 0:
-            pick = torch.randperm(aug_bank, generator=gen)[:A]
-            mats = bank[pick]                                                   # (A, 3, 3)
-            targets = bank_targets.select(torch.cat([torch.zeros(1, dtype=torch.long), pick + 1]).to(device))
+            pick = streams.pick(aug_bank, A)                                    # (S, A)
+            mats = bank[torch.arange(S)[:, None], pick]                         # (S, A, [2,] 3, 3)
+            views = 1 + torch.arange(S)[:, None] * aug_bank + pick              # rows of bank_targets
+            photo_views = bank_targets
         else:
-            mats = augment.draw(A, size, gen)
-            targets = loss_fn.photo_targets(torch.cat([photo, augment.apply(photo, mats)]))
+            mats = streams.draw(A, size, aug_passes)                            # (S, A, [2,] 3, 3)
+            photo_views = loss_fn.photo_targets(torch.cat([photo, augment.apply(photo, mats.flatten(0, 1))]))
+            views = 1 + torch.arange(S * A).view(S, A)
+        index = torch.cat([torch.zeros(S, 1, dtype=torch.long), views], dim=1)  # (S, A+1): plain, then views
+        if S == 1:                                      # every group shares the stream's A + 1 targets
+            targets = photo_views.select(index[0].to(device))
+        else:                                           # each group its own stream's targets
+            targets = photo_views.select(index[streams.index].flatten().to(device))  # (G·(A+1))
         ink = render(points, widths, size, size)                               # (G, C, C)
         sketch = (1.0 - ink).unsqueeze(1).expand(G, 3, size, size)              # white paper, black ink
-        views = [sketch.unsqueeze(1)]
+        images = [sketch.unsqueeze(1)]
         if A:
-            views.append(augment.apply(sketch, mats).view(G, A, 3, size, size))
-        batch = torch.cat(views, dim=1).reshape(G * (A + 1), 3, size, size)     # (G·(A+1), 3, C, C)
+            warped = augment.apply(sketch, mats[0]) if S == 1 else augment.apply_each(sketch, mats[streams.index])
+            images.append(warped.view(G, A, 3, size, size))
+        batch = torch.cat(images, dim=1).reshape(G * (A + 1), 3, size, size)    # (G·(A+1), 3, C, C)
         per_image = loss_fn(batch, targets).view(G, A + 1)                      # (G, A+1)
         per_group = per_image.mean(1)                                           # (G,)
         if avoid_field is not None and avoid_weight > 0:

@@ -15,7 +15,7 @@ import numpy as np
 from lxml import etree
 
 from .strokes import Stroke, strokes_to_tensors
-from .svg import INKSCAPE_NS, SVG_NS, add_stroke_path, new_document, strokes_to_svg, to_text
+from .svg import CLIPASSO_NS, INKSCAPE_NS, SVG_NS, add_stroke_path, new_document, strokes_to_svg, to_text
 
 RANDOM_WARNING = "RANDOM CLIP WEIGHTS: a test of the machinery, not a real sketch"
 
@@ -39,7 +39,7 @@ class SketchResult:
     seed: int
     history: list[dict] = field(default_factory=list)
     engine: dict[str, Any] = field(default_factory=dict)
-    level_meta: dict[int, dict[str, Any]] = field(default_factory=dict)   # per level: seed, loss
+    level_meta: dict[int, dict[str, Any]] = field(default_factory=dict)   # per level: seed, loss, clip_score
 
     @property
     def random_weights(self) -> bool:
@@ -47,6 +47,9 @@ class SketchResult:
 
     def _description(self) -> str:
         parts = [f"CLIPasso sketch, seed {self.seed}, loss {self.loss if self.loss is not None else 'n/a'}"]
+        score = self.engine.get("clip_score")
+        if score is not None:
+            parts[0] += f", CLIP score {score:.4f}"
         if self.random_weights:
             parts.append(RANDOM_WARNING)
         return "; ".join(parts)
@@ -68,7 +71,10 @@ class SketchResult:
                     f"{{{INKSCAPE_NS}}}groupmode": "layer",
                     f"{{{INKSCAPE_NS}}}label": f"CLIPasso {n} strokes, seed {meta.get('seed', self.seed)}",
                 },
+                nsmap={"clipasso": CLIPASSO_NS},
             )
+            if meta.get("clip_score") is not None:          # as the extension marks its layers
+                layer.set(f"{{{CLIPASSO_NS}}}score", f"{meta['clip_score']:.6f}")
             for i, s in enumerate(self.levels[n]):
                 add_stroke_path(layer, s, f"level{n}-stroke{i}")
         return to_text(root)

@@ -58,15 +58,25 @@ def relevancy_map(vit: ClipImageModel, image: Tensor) -> Tensor:
     return _minmax(fine).to(image.device)
 
 
+def _symmetric_index(n: int, pad: int, device: torch.device) -> Tensor:
+    """Indices ``(n + 2·pad,)`` into a length-``n`` axis extended by ``pad`` on each side with
+    the edge pixel repeated, (d c b a | a b c d | d c b a), as scipy.ndimage's ``reflect`` and
+    numpy's ``symmetric``. A pad wider than the axis goes on mirroring (period 2n), so any
+    kernel works on any image."""
+    i = torch.arange(-pad, n + pad, device=device).remainder(2 * n)
+    return torch.where(i < n, i, 2 * n - 1 - i)
+
+
 def _gaussian_blur(x: Tensor, sigma: float) -> Tensor:
-    """Separable Gaussian blur of ``(1, 1, H, W)``, kernel truncated at 4σ, edges mirrored (as
-    scipy's gaussian_filter; replicated when the image is smaller than the kernel's reach)."""
+    """Separable Gaussian blur of ``(1, 1, H, W)``, kernel truncated at 4σ, edges mirrored with
+    the edge pixel repeated, as scipy's ``gaussian_filter`` (docs/method.md §2, step 3)."""
     radius = int(4 * sigma + 0.5)
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     k = k / k.sum()
-    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
-    x = F.pad(x, (radius, radius, radius, radius), mode=mode)
+    h, w = x.shape[-2:]
+    x = x.index_select(-1, _symmetric_index(w, radius, x.device))
+    x = x.index_select(-2, _symmetric_index(h, radius, x.device))
     x = F.conv2d(x, k.view(1, 1, 1, -1))  # along x
     return F.conv2d(x, k.view(1, 1, -1, 1))  # along y
 

@@ -21,9 +21,12 @@ PresetName = Literal["auto", "fast", "standard", "paper"]
 # `min_improvement` is relative: the run stops when the best eval loss of every seed has not
 # dropped by that fraction for `patience` evaluations.
 PRESETS: dict[str, dict[str, Any]] = {
-    "fast": {"iterations": 500, "seeds": 1, "aug_bank": 64, "early_stop": True, "patience": 10},
-    "standard": {"iterations": 2000, "seeds": 3, "aug_bank": 64, "early_stop": True, "patience": 20},
-    "paper": {"iterations": 2001, "seeds": 3, "aug_bank": 0, "early_stop": False, "patience": 20},
+    "fast": {"iterations": 500, "seeds": 1, "aug_bank": 64, "early_stop": True, "patience": 10,
+             "aug_passes": 1, "aug_streams": "run"},
+    "standard": {"iterations": 2000, "seeds": 3, "aug_bank": 64, "early_stop": True, "patience": 20,
+                 "aug_passes": 1, "aug_streams": "run"},
+    "paper": {"iterations": 2001, "seeds": 3, "aug_bank": 0, "early_stop": False, "patience": 20,
+              "aug_passes": 2, "aug_streams": "seed"},
 }
 MAX_STROKES = 256
 MAX_ITERATIONS = 20000
@@ -67,6 +70,12 @@ class SketchSettings(BaseModel):
     width: float = Field(3.0, gt=0, le=50, description="visible stroke width in pixels of the 224-px canvas")
     augmentations: int = Field(4, ge=0, le=16, description="augmented pairs per step beside the plain pair")
     aug_bank: Optional[int] = Field(None, ge=0, le=1024, description="augmentation bank size; 0 = fresh random each step (preset)")
+    aug_passes: Optional[int] = Field(
+        None, ge=1, le=2, description="resamplings per augmentation: 1 = perspective and crop as one warp, 2 = one after the other as the reference (preset)"
+    )
+    aug_streams: Optional[Literal["run", "seed"]] = Field(
+        None, description="augmentation draws: one random stream for the run, or one per seed as the reference (preset)"
+    )
     early_stop: Optional[bool] = Field(None, description="stop when the loss stops improving (preset)")
     patience: Optional[int] = Field(None, ge=1, le=1000, description="evaluations without improvement before stopping (preset)")
     min_improvement: float = Field(1e-3, ge=0, le=1, description="relative drop of the best loss that counts as improvement")

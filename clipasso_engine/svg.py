@@ -34,6 +34,7 @@ from .strokes import Stroke
 
 SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
+CLIPASSO_NS = "http://clipasso.org/ns/1.0"    # the extension's, extension/clipasso_ns.py
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata"}
 _STROKE_TAGS = {"path", "line", "polyline", "polygon"}
 _STROKE_SHAPES = (se.Path, se.SimpleLine, se.Polyline, se.Polygon)

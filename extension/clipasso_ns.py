@@ -41,6 +41,7 @@ ENGINE_VERSION = "engine-version"
 CLIP = "clip"
 SALIENCY_CLIP = "saliency-clip"
 STOPPED = "stopped"          # "cancelled" when the strokes are a cancelled job's best so far
+SCORE = "score"              # the level's CLIP score (ViT-B/32 cosine of sketch and photo), when known
 
 
 def qname(name: str) -> str:

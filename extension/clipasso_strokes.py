@@ -78,6 +78,14 @@ def level_label(strokes: int, seed: object, random_weights: bool, cancelled: boo
     return " · ".join(parts)
 
 
+def score_text(score: object) -> Optional[str]:
+    """A CLIP score as text with 4 decimals; None when the engine sent none (older engines,
+    weights missing) or something that is not a number."""
+    if isinstance(score, bool) or not isinstance(score, (int, float)):
+        return None
+    return "{:.4f}".format(score)
+
+
 def mark_sketch_layer(layer: inkex.BaseElement, result: Dict, settings: Optional[Dict], job: Optional[str]) -> None:
     """What a sketch layer keeps so it can be rerun or varied: the settings sent, the seed, the
     job, and the engine's version and models (``clipasso:*`` attributes)."""
@@ -130,9 +138,13 @@ def add_level_layers(
         layer.set("id", svg.get_unique_id("clipasso{}-".format(count)))
         layer.set(SOURCE_ATTRIBUTE, image_id)
         mark_sketch_layer(layer, result, settings, job)
+        score = score_text(info.get("clip_score"))
+        clipasso_ns.put(layer, clipasso_ns.SCORE, score)
         description = "CLIPasso sketch of #{}: {} strokes, best seed {}, loss {}".format(
             image_id, count, info.get("seed"), info.get("loss")
         )
+        if score is not None:
+            description += ", CLIP score " + score
         if cancelled:
             description += "; cancelled: the best strokes so far"
         layer.desc = description + ("; " + RANDOM_NOTE if random_weights else "")

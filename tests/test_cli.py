@@ -169,3 +169,19 @@ def test_models_command_lists_what_is_missing(tmp_path, capsys, monkeypatch):
     assert "RN101" in out and "MISSING" in out and str(tmp_path) in out
     assert "clipasso models --download RN101 ViT-B-32" in out       # one line gets every missing file
     assert "/RN101.pt" in out and "/ViT-B-32.pt" in out and "openaipublic" in out
+
+
+def test_the_paper_augmentation_flags_reach_the_settings():
+    from clipasso_engine.cli import _SKETCH_ONLY, build_parser
+    from clipasso_engine.settings import SketchSettings
+
+    def settings(*flags: str) -> SketchSettings:
+        args = build_parser().parse_args(["sketch", "-o", "x.svg", *flags])
+        return SketchSettings(**{k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY})
+
+    s = settings("--preset", "fast", "--aug-passes", "2", "--aug-streams", "seed")
+    assert (s.aug_passes, s.aug_streams, s.aug_bank) == (2, "seed", 64)      # explicit flags win, the rest from fast
+    s = settings("--preset", "paper")
+    assert (s.aug_passes, s.aug_streams) == (2, "seed")
+    with pytest.raises(SystemExit):
+        settings("--aug-passes", "3")

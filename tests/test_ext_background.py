@@ -252,7 +252,10 @@ def test_background_sketch_then_insert_over_the_regrouped_photo(setup, tmp_path)
     assert layer.get(INKSCAPE + "label") == "4 strokes · seed 11 · CLIPasso · random weights"
     assert layer.get(NS + "seed") == "11" and json.loads(layer.get(NS + "settings"))["seed"] == 11
     assert layer.get(NS + "clip") == "random:tiny-RN" and layer.get(NS + "engine-version")
-    check_strokes_over(layer, client(setup).result(job), matrix(MOVE) @ pixel_placement())
+    result = client(setup).result(job)
+    assert -1 <= result["level_info"]["4"]["clip_score"] <= 1
+    assert layer.get(NS + "score") == "{:.4f}".format(result["level_info"]["4"]["clip_score"])
+    check_strokes_over(layer, result, matrix(MOVE) @ pixel_placement())
     assert everything_else(out) == everything_else(moved)
 
 

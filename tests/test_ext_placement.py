@@ -282,6 +282,21 @@ def test_sketch_layers_keep_settings_seed_engine_and_models_in_our_namespace():
     assert other.getElementById(layer.get("id")).get(ns + "seed") == "12345"
 
 
+def test_each_layer_keeps_its_level_s_clip_score():
+    svg = document("none", "plain")
+    result = result_json({2: [dot_stroke(5, 5)] * 2, 4: [dot_stroke(5, 5)] * 4})
+    result["level_info"]["2"]["clip_score"] = 0.61234
+    result["level_info"]["4"]["clip_score"] = -0.25
+    layers = add_level_layers(svg, svg.getElementById("img1"), result)
+    ns = "{http://clipasso.org/ns/1.0}"
+    assert [layer.get(ns + "score") for layer in layers] == ["0.6123", "-0.2500"]
+    assert "loss 0.25, CLIP score 0.6123" in layers[0].desc
+    # an engine that sent no score (older, or the ViT's weights missing): no attribute, no words
+    result["level_info"]["4"]["clip_score"] = None
+    (layer,) = add_level_layers(svg, svg.getElementById("img1"), dict(result, levels={"4": result["levels"]["4"]}))
+    assert layer.get(ns + "score") is None and "CLIP score" not in layer.desc
+
+
 @pytest.mark.parametrize("chain", list(CHAINS))
 def test_a_deleted_photo_keeps_its_strokes_where_it_was(chain):
     """Placing by the photo's stored pixels → document map (the photo gone) draws exactly what

@@ -53,6 +53,7 @@ def test_page_shows_running_job_and_cancels_it(browser, engine, photo, tmp_path)
     wait_for(lambda: _iteration(page) > first_iteration, timeout=30)
     assert page.eval_on_selector("#progress", "p => p.value") > 0
     assert page.text_content("#loss") != "–"
+    assert page.text_content("#score") == "–"                # no result yet, so no CLIP score
     assert page.text_content("#eta").endswith(("s", "min"))
     assert page.text_content("#state") == "running"
     screenshot = DOCS_SCREENSHOT if os.environ.get("CLIPASSO_UPDATE_DOCS") == "1" else tmp_path / "preview.png"
@@ -64,6 +65,9 @@ def test_page_shows_running_job_and_cancels_it(browser, engine, photo, tmp_path)
     status = engine.get(f"/v1/jobs/{job}?preview=false").json()
     assert status["state"] == "cancelled"
     assert page.is_disabled("#cancel")
+    # the best strokes so far are a result: their CLIP score is shown
+    assert -1 <= status["clip_score"] <= 1
+    page.wait_for_function("s => document.getElementById('score').textContent === s", arg=f"{status['clip_score']:.4f}")
     page.close()
 
 

@@ -142,6 +142,10 @@ def test_bad_settings_are_refused(kw, message):
 def test_presets_fill_only_what_is_not_set():
     assert SketchSettings(preset="paper").model_dump(include={"iterations", "seeds", "aug_bank", "early_stop"}) == {
         "iterations": 2001, "seeds": 3, "aug_bank": 0, "early_stop": False}
+    # the reference's augmentation: two resamplings, one stream per seed; only in `paper`
+    assert (SketchSettings(preset="paper").aug_passes, SketchSettings(preset="paper").aug_streams) == (2, "seed")
+    for name in ("fast", "standard"):
+        assert (SketchSettings(preset=name).aug_passes, SketchSettings(preset=name).aug_streams) == (1, "run")
     s = SketchSettings(preset="fast", iterations=7)
     assert (s.iterations, s.seeds, s.early_stop) == (7, 1, True)
     assert SketchSettings(preset="paper").seed_list == [0, 1000, 2000]
@@ -151,6 +155,9 @@ def test_presets_fill_only_what_is_not_set():
     (dict(levels=[2, 4], seeds=2, aug_bank=8, augmentations=2), (1, 7, 18)),             # bank draws, 4 groups
     (dict(aug_bank=0, augmentations=2, early_stop=True, patience=2, eval_every=2,        # fresh draws, early stop
           min_improvement=0.5), (2, 4)),
+    (dict(levels=[2, 4], seeds=2, aug_bank=0, augmentations=2, aug_passes=2,             # paper: a stream per
+          aug_streams="seed"), (3, 11)),                                                 # seed, two passes
+    (dict(seeds=2, aug_bank=4, augmentations=2, aug_streams="seed"), (5,)),              # a bank per seed
 ])
 def test_resumed_run_ends_exactly_as_the_uninterrupted_one(cat, kw, at):
     """A checkpoint holds all the loop's state (points, Adam moments and step, best so far, early-stop
@@ -187,3 +194,21 @@ def test_stopping_hands_over_a_last_checkpoint_and_bad_ones_are_refused(cat):
             LoopState.from_bytes(broken)
     with pytest.raises(ValueError, match="another job"):
         sketch(cat, settings(iterations=50, strokes=5), resume=states[0])
+
+
+@pytest.mark.parametrize("bank", [0, 6])
+def test_with_a_stream_per_seed_a_seed_runs_alike_alone_or_beside_others(cat, bank):
+    """aug_streams="seed" (the paper preset): seed 1000 sees the same augmentations whether it
+    runs alone or as the second of two seeds, so its strokes move alike (up to float noise of a
+    different CLIP batch); with one stream for the run they do not."""
+    def seed_1000(group, **kw):
+        states = []
+        sketch(cat, settings(iterations=8, strokes=4, augmentations=2, aug_bank=bank, aug_passes=2, **kw),
+               on_checkpoint=states.append, checkpoint_seconds=0)
+        return states[-1].points[group]                 # (4, 4, 2) canvas px after 7 steps
+
+    alone = seed_1000(0, seeds=1, seed=1000, aug_streams="seed")
+    beside = seed_1000(1, seeds=2, seed=0, aug_streams="seed")
+    assert (beside - alone).abs().max() < 1e-2
+    shared = seed_1000(1, seeds=2, seed=0, aug_streams="run")        # seed 1000 now sees seed 0's stream
+    assert (shared - alone).abs().max() > 0.1

@@ -56,6 +56,8 @@ class JobStatus(BaseModel):
     iterations: int
     progress: float = Field(0.0, description="0 to 1")
     loss: Optional[float] = None
+    clip_score: Optional[float] = Field(None, description="once a result is in: the main level's CLIP score (ViT-B/32 "
+                                                          "cosine of sketch and photo, -1 to 1; docs/method.md §6)")
     eta_s: Optional[float] = Field(None, description="seconds until it ends at the pace this engine measured (a queued "
                                                      "job counts the jobs ahead of it); early stop may end it sooner; "
                                                      "null until the engine has measured a pace")

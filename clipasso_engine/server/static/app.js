@@ -109,6 +109,7 @@ function renderJob(job) {
   const resumed = job.resumed_from === null || job.resumed_from === undefined ? "" : ` (resumed at ${job.resumed_from})`;
   $("iteration").textContent = `${job.iteration} / ${job.iterations}${resumed}`;
   $("loss").textContent = job.loss === null ? "–" : job.loss.toFixed(5);
+  $("score").textContent = job.clip_score === null || job.clip_score === undefined ? "–" : job.clip_score.toFixed(4);
   $("eta").textContent = job.state === "running" ? seconds(job.eta_s) : job.state === "done" ? "finished" : "–";
   $("clip").textContent = job.clip;
   $("random-warning").hidden = !(randomDefaults || isRandom(job.clip));
