@@ -28,7 +28,7 @@ import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError, EngineUnavailable  # noqa: E402
 from clipasso_common import Config, connect, is_local, weights_missing  # noqa: E402
 from clipasso_errors import WeightsError  # noqa: E402
-from clipasso_jobs import pending_label, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
+from clipasso_jobs import doing, pending_label, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
 from clipasso_placement import composed_transform, pixels_to_local  # noqa: E402
 from clipasso_strokes import add_level_layers, replace_path_strokes  # noqa: E402
 
@@ -42,12 +42,14 @@ class Outcome:
         self.problems = []  # type: List[str]
         self.changed = False
 
-    def message(self) -> str:
+    def message(self, running: bool = True) -> str:
+        """The summary; ``running=False`` leaves out the jobs still at work (their placeholders'
+        labels and notes already say how far they are)."""
         lines = []
-        if self.inserted and (self.running or self.problems):
+        if self.inserted and ((running and self.running) or self.problems):
             lines.append("Inserted {} finished sketch{}.".format(self.inserted, "" if self.inserted == 1 else "es"))
         lines += self.problems
-        if self.running:
+        if running and self.running:
             lines.append("Still working: {}. Run Insert finished sketches again later.".format("; ".join(self.running)))
         return "\n".join(lines)
 
@@ -89,9 +91,12 @@ class Insert(inkex.EffectExtension):
             if url not in clients:
                 clients[url] = connect(config, url)
             self.finish(element, clients[url], outcome)
-        message = outcome.message()
         if not outcome.changed:
-            raise inkex.AbortExtension(message or "Nothing to insert yet.")
+            raise inkex.AbortExtension(outcome.message() or "Nothing to insert yet.")
+        # A run that changed the document speaks only of problems: progress is in the placeholders'
+        # labels and notes, and any message is a dialog (docs/inkscape.md §3, gotcha 1) that a
+        # designer must dismiss each time, and that blocks a headless run.
+        message = outcome.message(running=False)
         if message:
             sys.stderr.write(message + "\n")  # shown by Inkscape, which keeps the changes (exit status 0)
 
@@ -111,7 +116,7 @@ class Insert(inkex.EffectExtension):
             label = pending_label(element, progress_text(status))
             outcome.running.append("{} ({})".format(what(element), progress_text(status)))
             if label != element.get("inkscape:label"):
-                set_label(element, label)
+                set_label(element, label, "CLIPasso: {}… {}".format(doing(element), progress_text(status)))
                 outcome.changed = True
             return
         if state == "failed":
