@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sketch", help="sketch a photo into an SVG", argument_default=argparse.SUPPRESS)
     s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP, GIF, BMP or TIFF); default: the bundled sample photo")
     s.add_argument("-o", "--output", required=True, help="SVG file to write")
-    _add_settings_options(s)
+    _add_settings_options(s, skip=("mask",))   # --mask goes with --mask-image, below
     s.add_argument("--mask", action=argparse.BooleanOptionalAction, help="remove the background using --mask-image")
     s.add_argument("--mask-image", dest="mask_image", help="foreground mask (white = keep), same size as the photo")
     s.add_argument("--init-svg", dest="init_svg", help="start from the strokes of this SVG (e.g. an edited sketch)")
@@ -89,37 +89,62 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def _add_settings_options(s: argparse.ArgumentParser) -> None:
-    """The SketchSettings flags, shared by ``sketch`` and ``batch`` (parsers made with
-    ``argument_default=SUPPRESS``, so a flag not given stays unset and its preset fills it)."""
-    s.add_argument("--strokes", type=int, help="number of strokes (default 16)")
-    s.add_argument("--levels", type=_int_list, help="several stroke counts in one run, e.g. 4,8,16,32 (one layer each)")
-    s.add_argument("--preset", choices=["auto", "fast", "standard", "paper"],
-                   help="auto (default: fast without a GPU, standard with one), fast (CPU-friendly), standard, paper")
-    s.add_argument("--iterations", type=int, help="optimization steps (preset)")
-    s.add_argument("--seeds", type=int, help="random starts run together, the best is kept (preset)")
-    s.add_argument("--seed", type=int, help="first seed (default 0)")
-    s.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], help="where to compute (default auto)")
-    s.add_argument("--clip", help="CLIP for the loss: RN101 (default), a weights file, or random:ARCH for tests")
-    s.add_argument("--saliency-clip", "--saliency_clip", dest="saliency_clip", help="CLIP ViT for the start points (ViT-B-32)")
-    s.add_argument("--width", type=float, help="stroke width in pixels of the 224-px canvas (default 3)")
-    s.add_argument("--augmentations", type=int, help="augmented pairs per step (default 4)")
-    s.add_argument("--aug-bank", "--aug_bank", dest="aug_bank", type=int, help="augmentation bank size, 0 = fresh each step (preset)")
-    s.add_argument("--aug-passes", "--aug_passes", dest="aug_passes", type=int, choices=[1, 2],
-                   help="resamplings per augmentation: 1 = one warp, 2 = perspective then crop as the reference (preset)")
-    s.add_argument("--aug-streams", "--aug_streams", dest="aug_streams", choices=["run", "seed"],
-                   help="augmentation draws: one stream for the run, or one per seed as the reference (preset)")
-    s.add_argument("--early-stop", "--early_stop", dest="early_stop", action=argparse.BooleanOptionalAction, help="stop when the loss stops improving (preset)")
-    s.add_argument("--eval-every", "--eval_every", dest="eval_every", type=int, help="iterations between evaluations (default 10)")
-    s.add_argument("--lr", type=float, help="Adam learning rate in pixels (default 1.0)")
-    s.add_argument("--precision", choices=["auto", "fp32", "bf16", "fp16"], help="CLIP arithmetic (default auto)")
-    s.add_argument("--regions", type=_regions_file, metavar="FILE.json",
-                   help="drawn regions: a JSON list of {\"role\": \"subject\"|\"detail\"|\"avoid\", \"polygon\": [[x, y], ...]} "
-                        "in photo pixels (even-odd fill)")
-    s.add_argument("--detail-weight", "--detail_weight", dest="detail_weight", type=float,
-                   help="start probability multiplier inside detail regions (default 4)")
-    s.add_argument("--avoid-weight", "--avoid_weight", dest="avoid_weight", type=float,
-                   help="weight of the penalty on ink inside avoid regions (default 100)")
+# Fields whose flag needs a parser of its own (the rest follow from their type); ``mask`` is a
+# flag of ``sketch`` only (it goes with --mask-image), added there.
+_FLAG_TYPES: dict[str, Any] = {}
+_FLAG_METAVARS = {"regions": "FILE.json", "geometric_weights": "STAGE=W,…", "levels": "N,N,…"}
+_NOT_BATCH = {"mask"}
+
+
+def _add_settings_options(s: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+    """One flag per SketchSettings field, generated from the field (name, type, choices,
+    description), so a new setting is on the command line as soon as it exists. Shared by
+    ``sketch`` and ``batch`` (parsers made with ``argument_default=SUPPRESS``: a flag not given
+    stays unset and the preset or the field's default fills it)."""
+    from .settings import SketchSettings
+
+    types = {"levels": _int_list, "regions": _regions_file, "geometric_weights": _stage_weights, **_FLAG_TYPES}
+    for name, field in SketchSettings.model_fields.items():
+        if name in skip:
+            continue
+        flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
+        help_text = field.description or name
+        default = field.get_default(call_default_factory=True)
+        if default is not None and name not in ("clip", "saliency_clip", "regions") and "(preset)" not in help_text:
+            help_text += f" (default {default})"
+        kind, choices = _plain_type(field.annotation)
+        kwargs: dict[str, Any] = {"dest": name, "help": help_text.replace("%", "%%")}
+        if name in types:
+            kwargs.update(type=types[name], metavar=_FLAG_METAVARS.get(name))
+        elif kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif choices:
+            kwargs.update(choices=choices, type=kind)
+        else:
+            kwargs["type"] = kind
+        s.add_argument(*flags, **kwargs)
+
+
+def _plain_type(annotation: Any) -> tuple[Any, Optional[list[Any]]]:
+    """(python type, choices or None) of a field's annotation, ``Optional`` removed."""
+    import typing
+
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) is typing.Union and len(args) == 1:
+        return _plain_type(args[0])
+    if typing.get_origin(annotation) is typing.Literal:
+        values = list(typing.get_args(annotation))
+        return type(values[0]), values
+    return annotation, None
+
+
+def _stage_weights(text: str) -> dict[str, float]:
+    """``layer2=1,layer3=0.5`` → the geometric loss weight per RN101 stage."""
+    try:
+        pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+        return {k.strip(): float(v) for k, v in pairs}
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected STAGE=WEIGHT pairs like layer2=1,layer3=1, got {text!r}") from None
 
 
 def _regions_file(path: str) -> list:
@@ -144,7 +169,7 @@ def _add_batch_parser(sub: Any) -> None:
                                    "resumes. Exit status 0 when every photo succeeded, 1 when any failed.")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, and folders of photos (by extension, not recursive)")
     b.add_argument("-o", "--output", dest="outdir", required=True, metavar="OUTDIR", help="folder for the sketches (created if missing)")
-    _add_settings_options(b)
+    _add_settings_options(b, skip=tuple(_NOT_BATCH))
     b.add_argument("--png", action="store_true", help="also write OUTDIR/<name>.png (one per level: <name>-<strokes>.png)")
     b.add_argument("--json", dest="json_out", action="store_true", help="also write the strokes JSON OUTDIR/<name>.json")
     b.add_argument("--no-download", dest="no_download", action="store_true",

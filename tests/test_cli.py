@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import subprocess
@@ -183,5 +184,30 @@ def test_the_paper_augmentation_flags_reach_the_settings():
     assert (s.aug_passes, s.aug_streams, s.aug_bank) == (2, "seed", 64)      # explicit flags win, the rest from fast
     s = settings("--preset", "paper")
     assert (s.aug_passes, s.aug_streams) == (2, "seed")
-    with pytest.raises(SystemExit):
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="aug_passes"):
         settings("--aug-passes", "3")
+
+
+def test_every_setting_has_its_cli_flag_and_http_field():
+    """SketchSettings is the one declaration of a setting: the sketch and batch flags are made from
+    its fields, and the HTTP job request carries it whole (its OpenAPI schema lists each field)."""
+    from clipasso_engine.cli import _NOT_BATCH, build_parser
+    from clipasso_engine.server.models import JobRequest
+    from clipasso_engine.settings import SketchSettings
+
+    sub = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    fields = set(SketchSettings.model_fields)
+    for command, expected in (("sketch", fields), ("batch", fields - _NOT_BATCH)):
+        dests = {a.dest for a in sub.choices[command]._actions}
+        assert expected <= dests, f"{command} lacks flags for {sorted(expected - dests)}"
+    schema = JobRequest.model_json_schema()
+    props = schema["$defs"]["SketchSettings"]["properties"]
+    assert fields == set(props)
+    # a flag parses into the field's type: a bool flag, a choice, a list, the stage weights
+    args = build_parser().parse_args(["sketch", "-o", "x.svg", "--no-saliency", "--precision", "fp32", "--levels", "4,8",
+                                      "--geometric-weights", "layer2=0.5,layer3=2", "--min_improvement", "0.01"])
+    s = SketchSettings(**{k: getattr(args, k) for k in fields if hasattr(args, k)})
+    assert (s.saliency, s.precision, s.levels, s.min_improvement) == (False, "fp32", [4, 8], 0.01)
+    assert s.geometric_weights == {"layer2": 0.5, "layer3": 2.0}
