@@ -269,8 +269,7 @@ FULL_DISK = textwrap.dedent("""
     kept = ckpt.read_bytes()
     running(q, job, q.get(job).iteration + 30)                     # 30 failed checkpoints later
     report = {"same": ckpt.read_bytes() == kept, "kept_at": LoopState.from_bytes(kept).iteration,
-              "now_at": q.get(job).iteration, "state": q.get(job).state,
-              "tmp_left": [p.name for p in store.path(job).iterdir() if p.name.endswith(".tmp")]}
+              "now_at": q.get(job).iteration, "state": q.get(job).state}
     try:
         q.submit(work(2, image=bytes(size)))
         report["new_job"] = "accepted"
@@ -284,6 +283,9 @@ FULL_DISK = textwrap.dedent("""
     report["end"] = settle(q, job)
     q.stop()                                                       # the worker has written the job's end
     report["result"] = (store.path(job) / "result.json").exists()
+    # no temp file left by the failed writes (looked at once the worker is done: while it runs, a write in
+    # progress has its temp file for a moment)
+    report["tmp_left"] = [p.name for p in store.path(job).iterdir() if p.name.endswith(".tmp")]
     print(json.dumps(report))
 """)
 
