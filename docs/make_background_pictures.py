@@ -12,7 +12,6 @@ machinery, not a real sketch.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from extension_support import (  # noqa: E402
-    data_uri, free_port, kill_engine, png_bytes, run_inkscape, run_install, svg_document, write_preferences,
+    data_uri, install_for_tests, kill_engine, png_bytes, run_inkscape, svg_document, write_preferences,
 )
 
 NS = "{http://clipasso.org/ns/1.0}"
@@ -43,13 +42,8 @@ def export_png(svg: Path, png: Path, env: dict) -> None:
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="clipasso-pictures-"))
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(INKSCAPE_PROFILE_DIR=str(profile), XDG_DATA_HOME=str(root / "xdg"), CLIPASSO_CONFIG_DIR=str(config),
-               CLIPASSO_CLIP="random:tiny-RN", CLIPASSO_SALIENCY_CLIP="random:tiny-ViT")
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
+    setup = install_for_tests(root)       # a temporary profile and config, tiny random towers
+    profile, config, env, url = setup["profile"], setup["config"], setup["env"], setup["url"]
     photo = Image.fromarray(data.chelsea()).resize((300, 225))
     doc = root / "in.svg"
     doc.write_text(svg_document(

@@ -15,7 +15,6 @@ from __future__ import annotations
 import copy
 import io
 import json
-import os
 import sys
 import tempfile
 from pathlib import Path
@@ -30,7 +29,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from extension_support import (  # noqa: E402
-    data_uri, free_port, kill_engine, png_bytes, run_inkscape, run_install, svg_document, write_preferences,
+    data_uri, install_for_tests, kill_engine, png_bytes, run_inkscape, svg_document, write_preferences,
 )
 
 WIDTH = 360                      # pixels of each panel
@@ -64,13 +63,8 @@ def variant(tree: etree._ElementTree, *, outline: bool, sketch: bool, photo_opac
 
 def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="clipasso-pictures-"))
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(INKSCAPE_PROFILE_DIR=str(profile), XDG_DATA_HOME=str(root / "xdg"), CLIPASSO_CONFIG_DIR=str(config),
-               CLIPASSO_CLIP="random:tiny-RN", CLIPASSO_SALIENCY_CLIP="random:tiny-ViT")
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
+    setup = install_for_tests(root)       # a temporary profile and config, tiny random towers
+    profile, config, env, url = setup["profile"], setup["config"], setup["env"], setup["url"]
     photo = Image.fromarray(data.chelsea()).resize((300, 200))
     doc = root / "in.svg"
     doc.write_text(svg_document(

@@ -10,7 +10,6 @@ exactly as they were.
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import numpy as np
@@ -20,15 +19,14 @@ from lxml import etree
 from extension_support import (
     ABORT_STATUS,
     data_uri,
-    free_port,
     import_extension_modules,
+    install_for_tests,
     kill_engine,
     needs_inkscape,
     needs_inkscape_python,
     png_bytes,
     run_fast,
     run_inkscape,
-    run_install,
     svg_document,
     write_preferences,
 )
@@ -160,15 +158,9 @@ def test_a_shape_beside_the_photo_is_named():
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("regions-e2e")
-    profile, config = root / "profile", root / "config"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("CLIPASSO_", "INKSCAPE_"))}
-    env.update(INKSCAPE_PROFILE_DIR=str(profile), XDG_DATA_HOME=str(root / "xdg"), CLIPASSO_CONFIG_DIR=str(config),
-               CLIPASSO_CLIP="random:tiny-RN", CLIPASSO_SALIENCY_CLIP="random:tiny-ViT")
-    url = f"http://127.0.0.1:{free_port()}"
-    out = run_install(["--python", sys.executable, "--no-weights", "--inkscape-profile", str(profile), "--engine-url", url], env)
-    assert out.returncode == 0, out.stdout + out.stderr
-    yield {"profile": profile, "config": config, "env": env, "scripts": profile / "extensions" / "clipasso", "url": url}
-    kill_engine(config)
+    setup = install_for_tests(root)
+    yield setup
+    kill_engine(setup["config"])
 
 
 def element_snapshot(path, ids) -> dict:
