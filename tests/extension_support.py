@@ -62,6 +62,15 @@ def png_bytes(pixels: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def small_photo(width: int = 64, height: int = 48) -> np.ndarray:
+    """A small white RGB photo with a dark square and a grey bar (proportions of 64×48): something
+    for the saliency start and the loss to hold on to, cheap with the tiny random towers."""
+    pixels = np.full((height, width, 3), 255, np.uint8)
+    pixels[height // 4:height * 3 // 4, width * 5 // 16:width * 11 // 16] = 30
+    pixels[height * 5 // 6:height * 11 // 12, width // 16:width * 15 // 16] = 90
+    return pixels
+
+
 def data_uri(data: bytes, mime: str = "image/png", wrap: int = 0) -> str:
     """A base64 data URI, optionally wrapped across lines the way Inkscape writes them."""
     text = base64.b64encode(data).decode("ascii")

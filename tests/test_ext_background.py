@@ -41,6 +41,7 @@ from extension_support import (
     run_fast,
     run_inkscape,
     running,
+    small_photo,
     svg_document,
     write_preferences,
 )
@@ -56,10 +57,7 @@ MOVE = "rotate(30 100 90) translate(10 -5)"
 
 
 def photo() -> np.ndarray:
-    pixels = np.full((PHOTO_H, PHOTO_W, 3), 255, np.uint8)
-    pixels[12:36, 20:44] = 30
-    pixels[40:44, 4:60] = 90
-    return pixels
+    return small_photo(PHOTO_W, PHOTO_H)
 
 
 def document() -> str:

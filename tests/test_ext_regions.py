@@ -27,6 +27,7 @@ from extension_support import (
     png_bytes,
     run_fast,
     run_inkscape,
+    small_photo,
     svg_document,
     write_preferences,
 )
@@ -51,10 +52,7 @@ GROUP_TRANSFORM = "rotate(30 100 90)"
 
 
 def photo() -> np.ndarray:
-    pixels = np.full((PHOTO_H, PHOTO_W, 3), 255, np.uint8)
-    pixels[12:36, 20:44] = 30
-    pixels[40:44, 4:60] = 90
-    return pixels
+    return small_photo(PHOTO_W, PHOTO_H)
 
 
 def document(extra: str = "") -> str:
