@@ -103,7 +103,7 @@ def sketch(
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)
     streams = len(seeds) if settings.aug_streams == "seed" else 1            # a bank per stream
-    check_fits(len(groups), settings.augmentations, int(settings.aug_bank) * streams, precision, device,  # type: ignore[arg-type]
+    check_fits(len(groups), settings.augmentations, settings.aug_bank * streams, precision, device,
                f"{len(levels)} level(s) × {len(seeds)} seed(s)")
 
     def progress(it: int, loss: float, points: torch.Tensor, widths: torch.Tensor) -> None:
@@ -114,15 +114,15 @@ def sketch(
         photo,
         groups,
         loss_fn,
-        iterations=int(settings.iterations),  # type: ignore[arg-type]
+        iterations=settings.iterations,
         augmentations=settings.augmentations,
-        aug_bank=int(settings.aug_bank),  # type: ignore[arg-type]
-        aug_passes=int(settings.aug_passes),  # type: ignore[arg-type]
-        aug_streams=str(settings.aug_streams),
+        aug_bank=settings.aug_bank,
+        aug_passes=settings.aug_passes,
+        aug_streams=settings.aug_streams,
         eval_every=settings.eval_every,
         lr=settings.lr,
-        early_stop=bool(settings.early_stop),
-        patience=int(settings.patience),  # type: ignore[arg-type]
+        early_stop=settings.early_stop,
+        patience=settings.patience,
         min_improvement=settings.min_improvement,
         seed=settings.seed,
         main_level=main_level,

@@ -10,6 +10,7 @@ goes on past a photo that fails and ends with status 1 when any did.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -101,7 +102,7 @@ def _add_settings_options(s: argparse.ArgumentParser, skip: Sequence[str] = ()) 
     description), so a new setting is on the command line as soon as it exists. Shared by
     ``sketch`` and ``batch`` (parsers made with ``argument_default=SUPPRESS``: a flag not given
     stays unset and the preset or the field's default fills it)."""
-    from .settings import SketchSettings
+    from .settings import PRESET_FIELDS, SketchSettings
 
     types = {"levels": _int_list, "regions": _regions_file, "geometric_weights": _stage_weights, **_FLAG_TYPES}
     for name, field in SketchSettings.model_fields.items():
@@ -110,7 +111,7 @@ def _add_settings_options(s: argparse.ArgumentParser, skip: Sequence[str] = ()) 
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         help_text = field.description or name
         default = field.get_default(call_default_factory=True)
-        if default is not None and name not in ("clip", "saliency_clip", "regions") and "(preset)" not in help_text:
+        if default is not None and name not in ("clip", "saliency_clip", "regions", *PRESET_FIELDS):
             help_text += f" (default {default})"
         kind, choices = _plain_type(field.annotation)
         kwargs: dict[str, Any] = {"dest": name, "help": help_text.replace("%", "%%")}
@@ -272,7 +273,8 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from .api import sketch
     from .image import load_image, photo_size
     from .result import write_all_atomic
-    from .settings import MAX_STROKES, SketchSettings
+    from .limits import MAX_STROKES
+    from .settings import SketchSettings
     from .svg import svg_to_strokes
 
     fields = {k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY}
@@ -312,7 +314,7 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         if quiet:
             return
         if bar is None:
-            bar = _progress_bar(int(settings.iterations))  # type: ignore[arg-type]
+            bar = _progress_bar(settings.iterations)
         bar.update(it + 1 - bar.n)
         bar.set_postfix_str(f"train loss {loss:.4f}", refresh=False)
 
@@ -431,16 +433,14 @@ def _check_writable(*paths: Optional[str | Path]) -> None:
 def _fit_strokes(strokes: list, svg_w: float, svg_h: float, photo_w: int, photo_h: int, name: str) -> list:
     """Strokes of an SVG drawn over the photo at another size (a 224-px sketch, a sketch of a
     resized copy) scaled into the photo's pixels; a different aspect ratio is refused."""
-    from .strokes import Stroke
-
     sx, sy = photo_w / svg_w, photo_h / svg_h
     if abs(sx / sy - 1.0) > 0.01:
         raise CliError(f"--init-svg {name} is {svg_w:g}×{svg_h:g} but the photo is {photo_w}×{photo_h}: "
                        "their shapes differ, so its strokes cannot be placed on the photo")
     if sx == sy == 1.0:
         return strokes
-    return [Stroke(points=tuple((x * sx, y * sy) for x, y in s.points), width=s.width * (sx * sy) ** 0.5,  # type: ignore[arg-type]
-                   color=s.color, opacity=s.opacity) for s in strokes]
+    return [dataclasses.replace(s, points=tuple((x * sx, y * sy) for x, y in s.points), width=s.width * (sx * sy) ** 0.5)
+            for s in strokes]
 
 
 def _validation_message(exc: Any) -> str:

@@ -31,13 +31,14 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 try:  # inside the engine package
     from .config_folder import APP_NAME, config_dir, platform_config_dir
     from .errors import ClipassoError, EngineUnreachable, NotAnEngine
+    from .limits import MAX_REQUEST_BYTES
 except ImportError:  # the copies beside the Inkscape extension (install.py)
     from clipasso_config_folder import APP_NAME, config_dir, platform_config_dir  # type: ignore[no-redef]
     from clipasso_errors import ClipassoError, EngineUnreachable, NotAnEngine  # type: ignore[no-redef]
+    from clipasso_limits import MAX_REQUEST_BYTES  # type: ignore[no-redef]
 
 DEFAULT_URL = "http://127.0.0.1:8765"
 TERMINAL_STATES = ("done", "failed", "cancelled")
-MAX_REQUEST_BYTES = 30 * 2**20       # the engine's limit on a request body: a photo of ~22 MB as base64, plus settings
 
 
 class EngineError(ClipassoError):

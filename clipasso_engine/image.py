@@ -35,12 +35,9 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from .errors import ImageError
+from .limits import MAX_DECODED_PIXELS, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE
 
 CANVAS = 224
-MIN_SIDE = 8                     # smaller photos have nothing to sketch
-MAX_PIXELS = 64_000_000          # decoded pixels; larger files are refused before decoding
-MAX_FILE_BYTES = 100 * 2**20
-MAX_DECODED_PIXELS = 4_000_000   # what a photo is decoded (or reduced) to: far more than a 224-px canvas needs
 DECODE_BUDGET_PIXELS = 128_000_000   # pixels of all decodes in progress together (~4 bytes each, twice over while converting)
 
 # The accepted formats: Pillow's name → (what the user is told, tests of the file's first bytes).

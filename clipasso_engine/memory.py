@@ -47,8 +47,8 @@ def estimate_bytes(settings: SketchSettings, device: torch.device) -> int:
     benchmark): runtime (CPU) + models + the job itself."""
     from .devices import resolve_precision
 
-    images = len(settings.stroke_counts) * int(settings.seeds) * (settings.augmentations + 1)  # type: ignore[arg-type]
-    job = job_bytes(images, int(settings.aug_bank), resolve_precision(settings.precision, device))  # type: ignore[arg-type]
+    images = len(settings.stroke_counts) * settings.seeds * (settings.augmentations + 1)
+    job = job_bytes(images, settings.aug_bank, resolve_precision(settings.precision, device))
     return job + MODELS + (RUNTIME if device.type == "cpu" else 0)
 
 

@@ -23,13 +23,12 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from .limits import MAX_REGIONS, MAX_VERTICES, REGION_ROLES, RegionRole
+
 if TYPE_CHECKING:
     from .image import Canvas
 
-RegionRole = Literal["subject", "detail", "avoid"]
-ROLES: tuple[str, ...] = ("subject", "detail", "avoid")
-MAX_REGIONS = 100                 # polygons per sketch
-MAX_VERTICES = 10_000             # per polygon: a curve flattened to 0.5 px needs far fewer
+ROLES = REGION_ROLES
 FAR_OUTSIDE = 1.0                 # a vertex may lie up to this many photo long sides beyond an edge
 SUPERSAMPLE = 4                   # sample points per canvas pixel and axis
 AVOID_RAMP = 8.0                  # canvas px: the avoid field grows by 1 every this far inside the zone

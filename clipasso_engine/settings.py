@@ -10,12 +10,16 @@ import math
 import os
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
 
 from .devices import auto_preset
+from .limits import (
+    MAX_AUG_BANK, MAX_AUGMENTATIONS, MAX_ITERATIONS, MAX_LOSS_WEIGHT, MAX_SEED, MAX_SEEDS, MAX_STROKES, MAX_WIDTH,
+    PresetName,
+)
 from .regions import Region, check_regions
 
-PresetName = Literal["auto", "fast", "standard", "paper"]
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 # docs/method.md §5. `patience` is counted in evaluations (eval_every iterations each) and
 # `min_improvement` is relative: the run stops when the best eval loss of every seed has not
@@ -28,15 +32,18 @@ PRESETS: dict[str, dict[str, Any]] = {
     "paper": {"iterations": 2001, "seeds": 3, "aug_bank": 0, "early_stop": False, "patience": 20,
               "aug_passes": 2, "aug_streams": "seed"},
 }
-MAX_STROKES = 256
-MAX_ITERATIONS = 20000
-MAX_SEEDS = 16
-MAX_LOSS_WEIGHT = 1000.0             # far above any useful weight; larger ones overflow the loss to infinity
+PRESET_FIELDS = tuple(PRESETS["fast"])    # the fields a preset fills when the caller leaves them out
 # docs/method.md §9: the avoid penalty is the inked fraction of the canvas inside the avoid zones
 # (weighted deeper inside). At 100, one 3-px stroke 50 canvas px long at a zone's edge adds ~0.3,
 # more deeper in; Adam moves points at ~lr px per step whatever the scale, so the weight only
 # decides where CLIP and the penalty disagree, and strokes outside the zones feel nothing.
 DEFAULT_AVOID_WEIGHT = 100.0
+
+
+def _from_preset(name: str, what: str) -> str:
+    """A preset-filled field's description: what it is and each preset's value."""
+    values = ", ".join(f"{preset} {PRESETS[preset][name]}" for preset in PRESETS)
+    return f"{what} (preset: {values})"
 
 
 def default_clip() -> str:
@@ -58,26 +65,31 @@ class SketchSettings(BaseModel):
     levels: Optional[list[int]] = Field(
         None, description="several stroke counts (abstraction levels) in one run, e.g. [4, 8, 16, 32]; overrides strokes"
     )
-    preset: PresetName = Field(
-        "auto", description="auto (fast without a GPU, standard with one), fast (CPU-friendly), standard, or paper (the paper's settings)"
+    preset: PresetName = Field(           # once validated, never "auto": the preset it resolved to
+        "auto", description="auto (fast without a GPU, standard with one), fast (CPU-friendly), standard, or paper "
+                            "(the paper's settings)"
     )
-    iterations: Optional[int] = Field(None, ge=1, le=MAX_ITERATIONS, description="optimization steps (preset)")
-    seeds: Optional[int] = Field(None, ge=1, le=MAX_SEEDS, description="random starts run together; the best is kept (preset)")
-    seed: int = Field(0, ge=0, le=2**31 - 1, description="first seed; the others are seed + 1000, seed + 2000, …")
+    iterations: int = Field(PRESETS["fast"]["iterations"], ge=1, le=MAX_ITERATIONS,
+                            description=_from_preset("iterations", "optimization steps"))
+    seeds: int = Field(PRESETS["fast"]["seeds"], ge=1, le=MAX_SEEDS,
+                       description=_from_preset("seeds", "random starts run together; the best is kept"))
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="first seed; the others are seed + 1000, seed + 2000, …")
     device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to compute")
     clip: str = Field(default_factory=default_clip, description="CLIP for the loss: name, weights file or random:ARCH")
     saliency_clip: str = Field(default_factory=default_saliency_clip, description="CLIP ViT for the saliency map: name, weights file or random:ARCH")
-    width: float = Field(3.0, gt=0, le=50, description="visible stroke width in pixels of the 224-px canvas")
-    augmentations: int = Field(4, ge=0, le=16, description="augmented pairs per step beside the plain pair")
-    aug_bank: Optional[int] = Field(None, ge=0, le=1024, description="augmentation bank size; 0 = fresh random each step (preset)")
-    aug_passes: Optional[int] = Field(
-        None, ge=1, le=2, description="resamplings per augmentation: 1 = perspective and crop as one warp, 2 = one after the other as the reference (preset)"
-    )
-    aug_streams: Optional[Literal["run", "seed"]] = Field(
-        None, description="augmentation draws: one random stream for the run, or one per seed as the reference (preset)"
-    )
-    early_stop: Optional[bool] = Field(None, description="stop when the loss stops improving (preset)")
-    patience: Optional[int] = Field(None, ge=1, le=1000, description="evaluations without improvement before stopping (preset)")
+    width: float = Field(3.0, gt=0, le=MAX_WIDTH, description="visible stroke width in pixels of the 224-px canvas")
+    augmentations: int = Field(4, ge=0, le=MAX_AUGMENTATIONS, description="augmented pairs per step beside the plain pair")
+    aug_bank: int = Field(PRESETS["fast"]["aug_bank"], ge=0, le=MAX_AUG_BANK,
+                          description=_from_preset("aug_bank", "augmentation bank size; 0 = fresh random each step"))
+    aug_passes: int = Field(PRESETS["fast"]["aug_passes"], ge=1, le=2, description=_from_preset(
+        "aug_passes", "resamplings per augmentation: 1 = perspective and crop as one warp, 2 = one after the other "
+                      "as the reference"))
+    aug_streams: Literal["run", "seed"] = Field(PRESETS["fast"]["aug_streams"], description=_from_preset(
+        "aug_streams", "augmentation draws: one random stream for the run, or one per seed as the reference"))
+    early_stop: bool = Field(PRESETS["fast"]["early_stop"],
+                             description=_from_preset("early_stop", "stop when the loss stops improving"))
+    patience: int = Field(PRESETS["fast"]["patience"], ge=1, le=1000,
+                          description=_from_preset("patience", "evaluations without improvement before stopping"))
     min_improvement: float = Field(1e-3, ge=0, le=1, description="relative drop of the best loss that counts as improvement")
     eval_every: int = Field(10, ge=1, le=1000, description="iterations between evaluations of the plain pair")
     lr: float = Field(1.0, gt=0, le=100, description="Adam learning rate on control points (pixels)")
@@ -128,18 +140,31 @@ class SketchSettings(BaseModel):
             raise ValueError(f"geometric_weights must be numbers from 0 to {MAX_LOSS_WEIGHT:g}, got {v}")
         return v
 
-    @model_validator(mode="after")
-    def _fill_from_preset(self) -> "SketchSettings":
-        if self.preset == "auto":            # resolved where the settings are validated: the engine's machine
-            object.__setattr__(self, "preset", auto_preset(self.device))
-        for name, value in PRESETS[self.preset].items():
-            if getattr(self, name) is None:
-                object.__setattr__(self, name, value)
-        if 0 < int(self.aug_bank) < self.augmentations:  # type: ignore[arg-type]
-            raise ValueError(
-                f"aug_bank ({self.aug_bank}) must be 0 (fresh augmentations) or at least augmentations ({self.augmentations})"
-            )
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _fill_from_preset(cls, data: Any, handler: ModelWrapValidatorHandler["SketchSettings"]) -> "SketchSettings":
+        """Fill the fields the caller left out (or sent as null) from the preset before the fields
+        are validated, so every field is a plain value. Preset ``auto`` is resolved here, on the
+        machine that validates: the engine's. The filled fields (and an ``auto`` preset) do not
+        count as set (``model_fields_set``): a copy validated elsewhere resolves them again."""
+        if not isinstance(data, dict):
+            return handler(data)
+        given = {k: v for k, v in data.items() if v is not None or k not in PRESET_FIELDS}
+        preset = given.get("preset", "auto")
+        device = given.get("device", "auto")
+        if preset == "auto" and device in DEVICES:
+            preset = auto_preset(device)
+        filled = [name for name in PRESET_FIELDS if name not in given]
+        if preset in PRESETS:             # else the field's own check names the bad preset
+            given = {**given, "preset": preset, **{name: PRESETS[preset][name] for name in filled}}
+        settings = handler(given)
+        settings.__pydantic_fields_set__.difference_update(filled)
+        if data.get("preset", "auto") == "auto":
+            settings.__pydantic_fields_set__.discard("preset")
+        if 0 < settings.aug_bank < settings.augmentations:
+            raise ValueError(f"aug_bank ({settings.aug_bank}) must be 0 (fresh augmentations) or at least "
+                             f"augmentations ({settings.augmentations})")
+        return settings
 
     @property
     def stroke_counts(self) -> list[int]:
@@ -149,4 +174,4 @@ class SketchSettings(BaseModel):
     @property
     def seed_list(self) -> list[int]:
         """The seeds run together: seed, seed + 1000, … (the paper's 0, 1000, 2000)."""
-        return [self.seed + 1000 * i for i in range(int(self.seeds))]  # type: ignore[arg-type]
+        return [self.seed + 1000 * i for i in range(self.seeds)]

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Annotated, Any, Iterable, Sequence
 
 import numpy as np
 import torch
+from pydantic import Field
 
 Point = tuple[float, float]
 
@@ -25,12 +26,15 @@ _HEX_COLOR = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 @dataclass(frozen=True)
 class Stroke:
-    """One cubic Bézier stroke in image pixels: 4 control points, full width, colour, opacity."""
+    """One cubic Bézier stroke in image pixels: 4 control points, full width, colour, opacity.
 
-    points: tuple[Point, Point, Point, Point]
-    width: float = 3.0
-    color: str = "#000000"
-    opacity: float = 1.0
+    It is also the stroke of the HTTP API (request and result bodies validate into it: the
+    ``Field`` descriptions below are its documentation in /openapi.json)."""
+
+    points: Annotated[tuple[Point, Point, Point, Point], Field(description="4 control points [x, y], image pixels")]
+    width: Annotated[float, Field(description="full stroke width, image pixels")] = 3.0
+    color: Annotated[str, Field(description="'#rrggbb'")] = "#000000"
+    opacity: Annotated[float, Field(description="0 to 1")] = 1.0
 
     def __post_init__(self) -> None:
         pts = tuple((float(x), float(y)) for x, y in self.points)

@@ -20,6 +20,7 @@ import inkex
 from clipasso_client import (DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, JobFailed, NotAnEngineError,
                              config_dir, read_token)
 from clipasso_errors import WeightsError
+from clipasso_limits import MAX_SEED
 
 CONFIG_FILE = "config.json"
 ENGINE_LOG = "engine.log"
@@ -30,7 +31,6 @@ DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelle
 DEFAULT_START_TIMEOUT = 180.0  # seconds a fresh engine may take to answer (torch import, first load)
 HEALTH_TIMEOUT = 10.0          # seconds /v1/health may take: the engine answers it at once, even when busy
 REQUEST_TIMEOUT = 30.0         # seconds for the other requests
-MAX_SEED = 2**31 - 1           # the engine's largest seed
 INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
 MODEL_SETTINGS = {"clip": "CLIPASSO_CLIP", "saliency_clip": "CLIPASSO_SALIENCY_CLIP"}   # config.json key → engine env
 

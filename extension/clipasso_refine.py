@@ -25,6 +25,7 @@ import clipasso_ns  # noqa: E402
 from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
 )
+from clipasso_limits import MAX_STROKES, PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import new_placeholder, place_hint  # noqa: E402
 from clipasso_placement import pixels_to_document, pixels_to_local  # noqa: E402
@@ -32,7 +33,6 @@ from clipasso_regions import ROLES, is_closed, label_role, region_shapes, region
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
 
 LOCK_CHOICES = ("none", "locked", "unselected")
-MAX_STROKES = 256  # the engine's limit
 
 
 def layer_of(element: inkex.BaseElement) -> inkex.BaseElement:
@@ -109,7 +109,7 @@ class Refine(EngineExtension):
     def add_arguments(self, pars):
         super().add_arguments(pars)
         pars.add_argument("--tab", default="refine", help="the dialog tab that was open (Inkscape sends it; unused)")
-        add_engine_arguments(pars, "auto", ("auto", "fast", "standard", "paper"))
+        add_engine_arguments(pars, "auto", PRESET_NAMES)
         pars.add_argument("--lock", default="none", choices=LOCK_CHOICES, help="which other strokes stay fixed")
         pars.add_argument("--region_role", default="avoid", choices=ROLES, help="what selected closed shapes mean")
 

@@ -20,12 +20,11 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import inkex
 
+from clipasso_limits import MAX_REGIONS, MAX_VERTICES, REGION_ROLES
 from clipasso_placement import composed_transform, pixels_to_document
 
-ROLES = ("subject", "detail", "avoid")
+ROLES = REGION_ROLES
 TOLERANCE = 0.5          # photo pixels between a curve and its polygon
-MAX_VERTICES = 10000     # the engine's limit per polygon
-MAX_REGIONS = 100        # the engine's limit per sketch
 MIN_AREA = 0.01          # squared photo pixels: a subpath enclosing less (a line) marks nothing
 SHAPES = (inkex.PathElement, inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)
 Point = Tuple[float, float]

@@ -22,13 +22,13 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
 )
+from clipasso_limits import PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import add_sketch_placeholder, new_placeholder  # noqa: E402
 from clipasso_placement import pixels_to_document  # noqa: E402
 from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
 
-PRESETS = ("auto", "fast", "standard", "paper")
 
 
 def parse_levels(text: str) -> Optional[List[int]]:
@@ -79,7 +79,7 @@ class Sketch(EngineExtension):
         pars.add_argument("--tab", default="sketch", help="the dialog tab that was open (Inkscape sends it; unused)")
         pars.add_argument("--strokes", type=int, default=16, help="number of strokes")
         pars.add_argument("--levels", default="", help="several stroke counts, e.g. 4,8,16,32 (one layer each)")
-        add_engine_arguments(pars, "auto", PRESETS)
+        add_engine_arguments(pars, "auto", PRESET_NAMES)
         pars.add_argument("--seeds", type=int, default=0, help="random starts, best kept; 0 = the preset's")
         pars.add_argument("--width", type=float, default=3.0, help="stroke width in pixels of the 224-px canvas")
         pars.add_argument("--region_role", default="subject", choices=ROLES, help="what selected shapes mean")

@@ -37,11 +37,14 @@ def import_extension_modules() -> None:
         sys.path.append(str(SYSTEM_EXTENSIONS))
     if str(EXTENSION_DIR) not in sys.path:
         sys.path.insert(0, str(EXTENSION_DIR))
+    import clipasso_engine.limits   # the extension modules import its installed copy at once
+
+    sys.modules.setdefault("clipasso_limits", clipasso_engine.limits)
 
 
 # the engine modules install.py copies beside the extension, under the names the extension imports
 SHARED_COPIES = {"clipasso_client": "clipasso_engine.client", "clipasso_config_folder": "clipasso_engine.config_folder",
-                 "clipasso_errors": "clipasso_engine.errors"}
+                 "clipasso_errors": "clipasso_engine.errors", "clipasso_limits": "clipasso_engine.limits"}
 
 
 def use_engine_modules_as_copies(monkeypatch) -> None:

@@ -48,3 +48,27 @@ def test_auto_preset_is_fast_on_cpu_and_standard_on_a_gpu():
     expected = "fast" if not (torch.cuda.is_available() or torch.backends.mps.is_available()) else "standard"
     assert SketchSettings().preset == auto_preset("auto") == expected
     assert "preset" not in SketchSettings().model_dump(exclude_unset=True)     # sent unset, resolved by the engine
+
+
+@pytest.mark.parametrize("preset", ["auto", "fast", "standard", "paper"])
+def test_a_preset_fills_plain_values_and_only_what_the_caller_left_out(preset):
+    """Presets fill fields before they are validated: every preset field holds a plain value of
+    its type (no None to cast later), explicit values (also 0 and False) win, null means "the
+    preset's", and only what the caller set counts as set, so a copy validated on another
+    machine resolves preset ``auto`` again."""
+    from clipasso_engine.settings import PRESET_FIELDS
+
+    s = SketchSettings(preset=preset, device="cuda", iterations=None, early_stop=False, aug_bank=0)
+    resolved = "standard" if preset == "auto" else preset
+    assert s.preset == resolved
+    for name in PRESET_FIELDS:
+        value = getattr(s, name)
+        assert value is not None and isinstance(value, type(PRESETS[resolved][name])), name
+    assert (s.iterations, s.seeds, s.early_stop, s.aug_bank) == (PRESETS[resolved]["iterations"],
+                                                                  PRESETS[resolved]["seeds"], False, 0)
+    given = s.model_dump(exclude_unset=True)
+    assert set(given) == {"device", "early_stop", "aug_bank"} | ({"preset"} if preset != "auto" else set())
+    on_cpu = SketchSettings.model_validate({**given, "device": "cpu"})
+    assert on_cpu.preset == ("fast" if preset == "auto" else preset)
+    assert on_cpu.iterations == PRESETS[on_cpu.preset]["iterations"]
+    assert SketchSettings.model_validate(s.model_dump()) == s                  # a full dump reads back the same

@@ -16,7 +16,7 @@ import pytest
 from extension_support import REPO, run_install
 
 EXPECTED = sorted(
-    [p.name for p in (REPO / "extension").glob("*.py")] + [p.name for p in (REPO / "inx").glob("*.inx")] + ["clipasso_client.py", "clipasso_config_folder.py", "clipasso_errors.py"]
+    [p.name for p in (REPO / "extension").glob("*.py")] + [p.name for p in (REPO / "inx").glob("*.inx")] + ["clipasso_client.py", "clipasso_config_folder.py", "clipasso_errors.py", "clipasso_limits.py"]
 )
 
 
@@ -45,7 +45,7 @@ def test_install_reinstall_uninstall(home):
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in ext.iterdir()) == EXPECTED
     for source, copy in (("client.py", "clipasso_client.py"), ("config_folder.py", "clipasso_config_folder.py"),
-                         ("errors.py", "clipasso_errors.py")):   # the engine's modules, unchanged
+                         ("errors.py", "clipasso_errors.py"), ("limits.py", "clipasso_limits.py")):   # the engine's, unchanged
         assert (ext / copy).read_bytes() == (REPO / "clipasso_engine" / source).read_bytes()
     settings = json.loads((config / "config.json").read_text())
     assert settings == {"engine_url": "http://127.0.0.1:8765", "engine_python": None}     # no token_path: the engine's folder

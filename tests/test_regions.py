@@ -17,7 +17,8 @@ from clipasso_engine import SketchSettings, Stroke, sketch
 from clipasso_engine import loss as loss_module
 from clipasso_engine.cli import main
 from clipasso_engine.image import load_image, make_canvas
-from clipasso_engine.regions import MAX_REGIONS, MAX_VERTICES, Region, RegionError, canvas_masks, inside_even_odd
+from clipasso_engine.limits import MAX_REGIONS, MAX_VERTICES
+from clipasso_engine.regions import Region, RegionError, canvas_masks, inside_even_odd
 
 from conftest import cairo_ink
 

@@ -319,7 +319,8 @@ def _umask() -> int:
 
 def test_too_large_photo_is_named_before_sending(engine, tmp_path, monkeypatch, capsys):
     from clipasso_engine.cli import main
-    from clipasso_engine.client import MAX_REQUEST_BYTES, EngineError
+    from clipasso_engine.client import EngineError
+    from clipasso_engine.limits import MAX_REQUEST_BYTES
 
     noise = os.urandom(2900 * 2900 * 3)                      # incompressible: a 25 MB PNG, 34 MB as base64
     Image.frombytes("RGB", (2900, 2900), noise).save(tmp_path / "big.png", compress_level=1)
@@ -381,7 +382,7 @@ def test_a_non_finite_loss_reaches_status_events_and_results_as_null():
 
 def test_cli_init_svg_with_more_strokes_than_the_cap_is_refused(tmp_path, monkeypatch, capsys):
     from clipasso_engine.cli import main
-    from clipasso_engine.settings import MAX_STROKES
+    from clipasso_engine.limits import MAX_STROKES
 
     monkeypatch.chdir(tmp_path)
     Image.new("RGB", (64, 48), (90, 60, 30)).save("p.png")

@@ -307,6 +307,8 @@ def test_bad_images_are_refused_with_422(app, image, message):
     ({"settings": {"stroke": 8}}, "settings.stroke: Extra inputs are not permitted"),
     ({"locked": [3]}, "locked: indices [3]"),
     ({"init_strokes": [{"points": [[0, 0], [1, 1], [2, 2]]}]}, "init_strokes.0.points"),
+    ({"init_strokes": [{"points": [[0, 0], [1, 1], [2, 2], [3, 3]], "color": "red"}]}, "init_strokes.0: Value error, stroke color must look like '#rrggbb'"),
+    ({"init_strokes": [{"points": [[0, 0], [1, 1], [2, 2], [3, 3]], "width": -1}]}, "init_strokes.0: Value error, stroke width must be"),
     ({"settings": {"mask": True}}, "no mask was sent"),
     ({"settings": {"strokes": 200, "seeds": 8}}, "the engine takes up to 1024"),
     ({"colour": "red"}, "colour: Extra inputs are not permitted"),
@@ -456,7 +458,8 @@ def test_cli_engine_errors_are_one_line(engine, photo, tmp_path, monkeypatch, ca
 def test_standalone_client_copy_works_without_site_packages(engine, photo, tmp_path):
     """The extension imports a copy of client.py in a Python without the engine or any
     third-party package: run that copy with -S -I (no site-packages, no environment)."""
-    copies = {"client.py": "clipasso_client", "config_folder.py": "clipasso_config_folder", "errors.py": "clipasso_errors"}
+    copies = {"client.py": "clipasso_client", "config_folder.py": "clipasso_config_folder", "errors.py": "clipasso_errors",
+              "limits.py": "clipasso_limits"}
     for source, name in copies.items():   # as install.py lays them out
         shutil.copy(Path(__file__).parents[1] / "clipasso_engine" / source, tmp_path / f"{name}.py")
     (tmp_path / "photo.png").write_bytes(photo)

@@ -25,9 +25,9 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .. import __version__
-from ..client import MAX_REQUEST_BYTES
 from ..clip_weights import WeightsMissingError, available_models, check_present, weights_folder
 from ..image import sniff_format
+from ..limits import MAX_REQUEST_BYTES
 from ..settings import default_clip, default_saliency_clip
 from .auth import HostCheck, TokenCheck
 from .intake import Decoders, work_from_request

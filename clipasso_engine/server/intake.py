@@ -27,8 +27,8 @@ from PIL import Image
 
 from ..clip_weights import names_a_file_elsewhere, weights_folders
 from ..image import ImageError, load_image, make_canvas, photo_size
+from ..limits import MAX_BATCH_STROKES
 from ..regions import RegionError, canvas_masks
-from ..strokes import Stroke
 from .jobs import Work
 from .models import JobRequest
 
@@ -37,7 +37,6 @@ UNAVAILABLE = 503
 DECODERS = 4                         # threads checking uploads; their memory is bounded by image.DECODE_BUDGET_PIXELS
 DECODE_WAITING = 16                  # uploads that may wait for one of them; more are refused with 503
 DECODE_TIMEOUT_S = 30.0              # an upload not checked by then is answered 503 (its thread finishes on its own)
-MAX_BATCH_STROKES = 1024             # strokes optimized together: sum of the levels × seeds
 T = TypeVar("T")
 
 
@@ -125,13 +124,7 @@ def work_from_request(body: JobRequest, *, allow_model_paths: bool = False) -> W
             canvas_masks(body.settings.regions, make_canvas(photo))
         except RegionError as exc:
             raise HTTPException(UNPROCESSABLE, f"settings.{exc}") from None
-    init = None
-    if body.init_strokes:
-        try:
-            init = [Stroke(points=tuple(s.points), width=s.width, color=s.color, opacity=s.opacity)  # type: ignore[arg-type]
-                    for s in body.init_strokes]
-        except ValueError as exc:
-            raise HTTPException(UNPROCESSABLE, f"init_strokes: {exc}") from None
+    init = body.init_strokes or None
     n = len(init or ())
     bad = [i for i in body.locked if not 0 <= i < n]
     if bad:
@@ -146,7 +139,7 @@ def _check_batch(body: JobRequest) -> None:
     its memory and time grow with the stroke count of that batch."""
     s = body.settings
     counts = [len(body.init_strokes)] if body.init_strokes else s.stroke_counts
-    total = sum(counts) * int(s.seeds)  # type: ignore[arg-type]
+    total = sum(counts) * s.seeds
     if total > MAX_BATCH_STROKES:
         what = f"levels {counts}" if len(counts) > 1 else f"{counts[0]} strokes"
         raise HTTPException(UNPROCESSABLE, f"settings: {what} × {s.seeds} seeds is {total} strokes optimized together; "

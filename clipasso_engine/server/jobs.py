@@ -522,11 +522,11 @@ class JobQueue:
 
     def _new_job(self, job_id: str, work: Work, key: str, created: float) -> Job:
         s = work.settings
-        groups = 1 if work.init_strokes else len(s.stroke_counts) * int(s.seeds)  # type: ignore[arg-type]
+        groups = 1 if work.init_strokes else len(s.stroke_counts) * s.seeds
         return Job(
             id=job_id, work=work, key=key, width=work.width, height=work.height,
             stroke_counts=[len(work.init_strokes)] if work.init_strokes else s.stroke_counts,
-            clip=s.clip, iterations=int(s.iterations), created=created,  # type: ignore[arg-type]
+            clip=s.clip, iterations=s.iterations, created=created,
             images=groups * (s.augmentations + 1),
             regions=[r.model_dump(mode="json") for r in s.regions],
         )

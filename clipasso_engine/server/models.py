@@ -6,18 +6,11 @@ from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..settings import MAX_STROKES, SketchSettings
+from ..limits import MAX_STROKES
+from ..settings import SketchSettings
+from ..strokes import Stroke
 
 JobState = Literal["queued", "running", "done", "failed", "cancelled"]
-
-
-class StrokeBody(BaseModel):
-    """One cubic Bézier stroke in photo pixels (origin top-left), as in the strokes JSON."""
-
-    points: list[tuple[float, float]] = Field(..., min_length=4, max_length=4, description="4 control points [x, y]")
-    width: float = Field(3.0, description="full stroke width in photo pixels")
-    color: str = Field("#000000", description="'#rrggbb'")
-    opacity: float = Field(1.0, description="0 to 1")
 
 
 class JobRequest(BaseModel):
@@ -27,7 +20,7 @@ class JobRequest(BaseModel):
 
     image: str = Field(..., description="the photo: base64 of a PNG, JPEG, WebP, GIF (first frame), BMP or TIFF file (a data: URI is accepted)")
     settings: SketchSettings = Field(default_factory=SketchSettings, description="SketchSettings fields")
-    init_strokes: Optional[list[StrokeBody]] = Field(
+    init_strokes: Optional[list[Stroke]] = Field(
         None, max_length=MAX_STROKES, description="start from these strokes (photo pixels) instead of the saliency start"
     )
     locked: list[int] = Field(default_factory=list, max_length=MAX_STROKES, description="indices of init_strokes that stay fixed")
@@ -89,7 +82,7 @@ class ResultBody(BaseModel):
 
     width: int
     height: int
-    levels: dict[str, list[StrokeBody]] = Field(description="stroke count → strokes, photo pixels")
+    levels: dict[str, list[Stroke]] = Field(description="stroke count → strokes, photo pixels")
     level_info: dict[str, dict[str, Any]] = Field(default_factory=dict)
     seed: int
     loss: Optional[float]
