@@ -10,6 +10,9 @@ places for more detail, zones to keep empty. They are read, never changed.
 
 In the background (the default) the run only submits the job and leaves a placeholder layer
 above the photo (``clipasso_jobs``); Insert finished sketches puts the strokes in later.
+
+An engine started here that runs other models than ``config.json`` names and has nothing to do
+is restarted with them before the photo goes out (``clipasso_common.with_configured_models``).
 """
 
 import warnings
