@@ -145,7 +145,10 @@ def connect(config: Config, url: str, start: bool = True) -> EngineClient:
         raise inkex.AbortExtension(
             "No CLIPasso engine answers at {}. Start it there with `clipasso serve`, or check the engine URL.".format(url)
         )
-    return wait_until_healthy(config, url, start_engine(config, url))
+    process = start_engine(config, url)
+    client = wait_until_healthy(config, url, process)
+    note_engine_pid(config, client, process.pid)
+    return client
 
 
 def engine_command(config: Config, url: str) -> List[str]:
@@ -207,6 +210,20 @@ def start_engine(config: Config, url: str) -> "subprocess.Popen[bytes]":
     return process
 
 
+def note_engine_pid(config: Config, client: EngineClient, started: int) -> None:
+    """Put the pid the new engine gives in ``/v1/health`` into ``engine.pid`` when it is not the
+    one started (on Windows a virtual environment's python.exe is a launcher that runs the real
+    interpreter as its child): Restart the engine stops and waits for that process."""
+    try:
+        pid = client.health().get("pid")
+    except EngineError:
+        return
+    record = recorded_engine(config)
+    if isinstance(pid, int) and pid != started and record.get("pid") == started:
+        with open(os.path.join(config.folder, ENGINE_PID), "w", encoding="utf-8") as handle:
+            json.dump(dict(record, pid=pid, launcher=started), handle)
+
+
 def wait_until_healthy(config: Config, url: str, process: "subprocess.Popen[bytes]") -> EngineClient:
     """Poll ``/v1/health`` of the engine just started as ``process`` until it answers; abort,
     pointing at its log, when it exits first or takes longer than ``config.start_timeout``."""
@@ -264,10 +281,10 @@ def _windows_process_alive(pid: int) -> bool:
     """Windows: a handle of the process that is not signalled yet (it has not exited)."""
     import ctypes
 
-    kernel32 = ctypes.windll.kernel32  # type: ignore[attr-defined]
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
     handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)  # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
     if not handle:
-        return kernel32.GetLastError() == 5   # access denied: it exists
+        return ctypes.get_last_error() == 5   # access denied: it exists
     try:
         return kernel32.WaitForSingleObject(handle, 0) == 0x102  # WAIT_TIMEOUT: still running
     finally:
@@ -282,7 +299,8 @@ def started_here(config: Config, url: str, health: Dict[str, Any]) -> Optional[i
     if not record or str(record.get("url") or "").rstrip("/") != url:
         return None
     pid = int(record["pid"])
-    if health.get("pid") is not None and health.get("pid") != pid:   # an engine from before /v1/health had a pid: trust the file
+    # an engine from before /v1/health gave its pid: the file and a running process must do
+    if health.get("pid") is not None and health.get("pid") != pid:
         return None
     return pid if process_alive(pid) else None
 

@@ -104,11 +104,11 @@ class Status(EngineExtension):
 
     def restart(self, config: Config, url: str) -> str:
         """Restart the engine (start it when none runs) and describe the new one."""
-        client, stopped = restart_engine(config, url)
         try:
+            client, stopped = restart_engine(config, url)
             text = self.report(client, url, config)
         except EngineError as exc:
-            raise inkex.AbortExtension("The engine at {} started again but refused: {}".format(url, exc))
+            raise inkex.AbortExtension("The engine at {} refused: {}".format(url, exc))
         if not stopped:
             return "No CLIPasso engine was running; it is started now.\n" + text
         return ("The CLIPasso engine was restarted with the models in {}. Unfinished sketches go on from where they "
