@@ -626,7 +626,7 @@ def wait_until(condition, timeout: float = 60):
 
 
 def test_stop_the_engine_from_engine_status(setup, tmp_path):
-    """Durable engine (POST /v1/shutdown). Runs last: the next run would start the engine again."""
+    """Durable engine (POST /v1/shutdown). Runs last: it ends with Restart the engine starting a new one."""
     doc = tmp_path / "in.svg"
     doc.write_text(document())
     pid = engine_pid(setup["config"])
@@ -639,3 +639,7 @@ def test_stop_the_engine_from_engine_status(setup, tmp_path):
     assert not running(pid)
     off = fast(setup, "clipasso_status.py", ["--start=false"], doc, tmp_path / "out.svg")
     assert off.returncode == ABORT_STATUS and "No CLIPasso engine is running" in off.stderr
+    # Restart the engine with none running starts one (stopped by the module's teardown)
+    started = engine_status(setup, tmp_path, "--action=restart")
+    assert "No CLIPasso engine was running; it is started now.\nThe CLIPasso engine " in started, started
+    assert engine_pid(setup["config"]) != pid and client(setup).health()["pid"] == engine_pid(setup["config"])
