@@ -13,7 +13,7 @@ import subprocess
 import sys
 import time
 import urllib.parse
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import inkex
 
@@ -31,6 +31,7 @@ DEFAULT_JOB_TIMEOUT = 3600.0   # seconds a sketch may take before it is cancelle
 DEFAULT_START_TIMEOUT = 180.0  # seconds a fresh engine may take to answer (torch import, first load)
 HEALTH_TIMEOUT = 10.0          # seconds /v1/health may take: the engine answers it at once, even when busy
 REQUEST_TIMEOUT = 30.0         # seconds for the other requests
+STOP_TIMEOUT = 20.0            # seconds an engine asked to stop may take to exit (it ends its step, checkpoints)
 INSTALL_HINT = "run `python install.py` in the clipasso-inkscape folder"
 MODEL_SETTINGS = {"clip": "CLIPASSO_CLIP", "saliency_clip": "CLIPASSO_SALIENCY_CLIP"}   # config.json key → engine env
 
@@ -144,7 +145,10 @@ def connect(config: Config, url: str, start: bool = True) -> EngineClient:
         raise inkex.AbortExtension(
             "No CLIPasso engine answers at {}. Start it there with `clipasso serve`, or check the engine URL.".format(url)
         )
-    return wait_until_healthy(config, url, start_engine(config, url))
+    process = start_engine(config, url)
+    client = wait_until_healthy(config, url, process)
+    note_engine_pid(config, client, process.pid)
+    return client
 
 
 def engine_command(config: Config, url: str) -> List[str]:
@@ -206,6 +210,20 @@ def start_engine(config: Config, url: str) -> "subprocess.Popen[bytes]":
     return process
 
 
+def note_engine_pid(config: Config, client: EngineClient, started: int) -> None:
+    """Put the pid the new engine gives in ``/v1/health`` into ``engine.pid`` when it is not the
+    one started (on Windows a virtual environment's python.exe is a launcher that runs the real
+    interpreter as its child): Restart the engine stops and waits for that process."""
+    try:
+        pid = client.health().get("pid")
+    except EngineError:
+        return
+    record = recorded_engine(config)
+    if isinstance(pid, int) and pid != started and record.get("pid") == started:
+        with open(os.path.join(config.folder, ENGINE_PID), "w", encoding="utf-8") as handle:
+            json.dump(dict(record, pid=pid, launcher=started), handle)
+
+
 def wait_until_healthy(config: Config, url: str, process: "subprocess.Popen[bytes]") -> EngineClient:
     """Poll ``/v1/health`` of the engine just started as ``process`` until it answers; abort,
     pointing at its log, when it exits first or takes longer than ``config.start_timeout``."""
@@ -224,6 +242,132 @@ def wait_until_healthy(config: Config, url: str, process: "subprocess.Popen[byte
         "The CLIPasso engine did not answer within {:.0f} s at {}. See its log {} for why; "
         "`clipasso doctor` checks the installation.".format(config.start_timeout, url, config.log_path)
     )
+
+
+def recorded_engine(config: Config) -> Dict[str, Any]:
+    """What ``engine.pid`` says of the engine last started from here (``pid``, ``url``,
+    ``command``, ``started``); empty when there is no such file or it is unreadable."""
+    try:
+        with open(os.path.join(config.folder, ENGINE_PID), encoding="utf-8") as handle:
+            record = json.load(handle)
+        int(record["pid"])
+    except (OSError, ValueError, TypeError, KeyError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def process_alive(pid: int) -> bool:
+    """True while process ``pid`` runs. A zombie counts as gone: its parent (an extension run)
+    has exited, and a container's init may never reap it. Sends no signal: ``os.kill(pid, 0)``
+    would end the process on Windows."""
+    if os.name == "nt":
+        return _windows_process_alive(pid)
+    if os.path.isdir("/proc/self"):     # Linux: the state letter after the command name
+        try:
+            with open("/proc/{}/stat".format(pid), encoding="ascii", errors="replace") as handle:
+                return handle.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+    try:
+        os.kill(pid, 0)
+    except PermissionError:             # someone else's process
+        return True
+    except OSError:
+        return False
+    return True
+
+
+def _windows_process_alive(pid: int) -> bool:
+    """Windows: a handle of the process that is not signalled yet (it has not exited)."""
+    import ctypes
+
+    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)  # type: ignore[attr-defined]
+    handle = kernel32.OpenProcess(0x00100000 | 0x1000, False, pid)  # SYNCHRONIZE | PROCESS_QUERY_LIMITED_INFORMATION
+    if not handle:
+        return ctypes.get_last_error() == 5   # access denied: it exists
+    try:
+        return kernel32.WaitForSingleObject(handle, 0) == 0x102  # WAIT_TIMEOUT: still running
+    finally:
+        kernel32.CloseHandle(handle)
+
+
+def started_here(config: Config, url: str, health: Dict[str, Any]) -> Optional[int]:
+    """The pid of the engine answering at ``url`` (its ``/v1/health`` answer) if the extension
+    started it (``engine.pid`` names this URL and that process, which still runs), else None:
+    an engine someone started with ``clipasso serve``, or from another config folder."""
+    record = recorded_engine(config)
+    if not record or str(record.get("url") or "").rstrip("/") != url:
+        return None
+    pid = int(record["pid"])
+    # an engine from before /v1/health gave its pid: the file and a running process must do
+    if health.get("pid") is not None and health.get("pid") != pid:
+        return None
+    return pid if process_alive(pid) else None
+
+
+def other_models(config: Config, health: Dict[str, Any]) -> Dict[str, str]:
+    """The models ``config.json`` names that the running engine (its ``/v1/health``) does not use."""
+    return {k: v for k, v in config.models.items() if v != health.get(k)}
+
+
+def restart_engine(config: Config, url: str) -> Tuple[EngineClient, bool]:
+    """Stop the engine at ``url`` and start it again the way Sketch from image starts one (with
+    the models ``config.json`` names now); a client of the new engine, and whether one was
+    stopped (none answering: it is only started). Its unfinished sketches go on: the engine
+    checkpoints the running one and keeps the queue on disk.
+
+    Only an engine started from here is restarted; an engine elsewhere, or one someone started
+    by hand, ends the run with what to do. Waits at most ``STOP_TIMEOUT`` for the old process
+    to exit (a new one must not take over its jobs while it still saves them), then, as
+    :func:`connect`, until the new one answers (not for its models: they load with the first
+    sketch)."""
+    if not is_local(url):
+        raise inkex.AbortExtension(
+            "The engine at {} is not on this computer, so it cannot be restarted from here. Restart it where it runs "
+            "(stop `clipasso serve` there and start it again; CLIPASSO_CLIP and CLIPASSO_SALIENCY_CLIP choose its "
+            "models).".format(url)
+        )
+    client = answering_client(config, url)
+    if client is None:
+        return connect(config, url), False
+    pid = started_here(config, url, client.health())
+    if pid is None:
+        raise inkex.AbortExtension(
+            "The engine at {} was not started by Inkscape on this computer (someone started it with `clipasso serve`, "
+            "or it uses another settings folder), so it cannot be restarted from here. Stop it where it was started "
+            "and start it again, or choose Stop the engine here: the next sketch then starts one with the models in "
+            "{}.".format(url, config.path)
+        )
+    try:
+        client.shutdown()
+    except EngineUnavailable:   # it stopped before it answered
+        pass
+    except EngineError as exc:
+        raise inkex.AbortExtension("The engine at {} refused to stop: {}".format(url, exc))
+    deadline = time.monotonic() + STOP_TIMEOUT
+    while process_alive(pid):
+        if time.monotonic() > deadline:
+            raise inkex.AbortExtension(
+                "The engine at {} is still stopping after {:.0f} s (it saves its running sketch first). Choose Restart "
+                "the engine again in a moment; its log {} says what it is doing.".format(url, STOP_TIMEOUT, config.log_path)
+            )
+        time.sleep(0.1)
+    return connect(config, url), True
+
+
+def with_configured_models(config: Config, url: str, client: EngineClient) -> EngineClient:
+    """The engine at ``url`` restarted with the models ``config.json`` names, when it uses others
+    and restarting costs nobody anything: it was started here and has no sketch running, waiting
+    or being uploaded. Otherwise ``client`` as it is (Engine status then offers Restart the
+    engine)."""
+    try:
+        health = client.health()
+    except EngineError:
+        return client
+    busy = any(health.get(k) for k in ("running", "queued", "decoding"))
+    if not other_models(config, health) or busy or started_here(config, url, health) is None:
+        return client
+    return restart_engine(config, url)[0]
 
 
 PREVIEW_LAUNCHER = "preview.html"

@@ -10,6 +10,9 @@ places for more detail, zones to keep empty. They are read, never changed.
 
 In the background (the default) the run only submits the job and leaves a placeholder layer
 above the photo (``clipasso_jobs``); Insert finished sketches puts the strokes in later.
+
+An engine started here that runs other models than ``config.json`` names and has nothing to do
+is restarted with them before the photo goes out (``clipasso_common.with_configured_models``).
 """
 
 import warnings
@@ -21,6 +24,7 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
+    with_configured_models,
 )
 from clipasso_limits import PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
@@ -97,7 +101,7 @@ class Sketch(EngineExtension):
             settings["regions"] = regions_from_shapes(shapes, image, shown[0], shown[1], self.options.region_role)
         config = Config.load()
         url = self.engine_url(config)
-        client = connect(config, url)
+        client = with_configured_models(config, url, connect(config, url))
         if not self.options.background:
             result = run_job(client, config, data, settings, open_preview=self.options.open_preview)
             check_result_size(result, shown)

@@ -2,7 +2,8 @@
 """Extensions ▸ CLIPasso ▸ Engine status: is the engine up, where, on which device, with
 which models; which sketches it is making and which of this document's are finished but not
 inserted yet. Optionally starts it now (loading it ahead of the first sketch), cancels every
-sketch, or stops it (its unfinished sketches resume at its next start).
+sketch, stops it (its unfinished sketches resume at its next start) or restarts it (with the
+models ``config.json`` names now; its unfinished sketches go on).
 
 The report is shown the only way an extension can: as the message Inkscape displays when a
 run ends with ``inkex.AbortExtension``. The document is never changed.
@@ -17,10 +18,12 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError  # noqa: E402
-from clipasso_common import Config, EngineExtension, answering_client, connect, weights_missing  # noqa: E402
+from clipasso_common import (  # noqa: E402
+    Config, EngineExtension, answering_client, connect, other_models, restart_engine, weights_missing,
+)
 from clipasso_jobs import INSERT_MENU, placeholders, progress_text, valid_job_id, what  # noqa: E402
 
-ACTIONS = ("report", "cancel_all", "stop")
+ACTIONS = ("report", "cancel_all", "stop", "restart")
 ACTIVE = ("queued", "running")
 
 
@@ -36,11 +39,11 @@ def describe(url: str, health: Dict[str, Any], config: Config, models: Optional[
         lines.append("These are RANDOM test weights: the strokes will not resemble the photo.")
     if models and models.get("missing"):
         lines.append(weights_missing(models["missing"], str(models.get("weights_folder") or "")))
-    asked = {k: v for k, v in config.models.items() if v != health.get(k)}
+    asked = other_models(config, health)
     if asked:
-        lines.append("{} asks for {}: choose Stop the engine here, then sketch again, to restart the engine with "
-                     "{}.".format(config.path, ", ".join("{} = {}".format(k, v) for k, v in sorted(asked.items())),
-                                  "them" if len(asked) > 1 else "it"))
+        lines.append("{} asks for {}: choose the action Restart the engine here to use {} (unfinished sketches go "
+                     "on).".format(config.path, ", ".join("{} = {}".format(k, v) for k, v in sorted(asked.items())),
+                                   "them" if len(asked) > 1 else "it"))
     lines.append("Log: {}".format(config.log_path))
     return "\n".join(lines)
 
@@ -72,17 +75,19 @@ def document_sketches(svg: inkex.SvgDocumentElement, client: Any, url: str) -> L
 
 
 class Status(EngineExtension):
-    """Report on the engine (and start, stop it or cancel its sketches when asked)."""
+    """Report on the engine (and start, stop or restart it, or cancel its sketches, when asked)."""
 
     def add_arguments(self, pars):
         super().add_arguments(pars)
         pars.add_argument("--start", type=inkex.Boolean, default=True, help="start the engine if it is not running")
-        pars.add_argument("--action", default="report", choices=ACTIONS, help="report, cancel_all or stop")
+        pars.add_argument("--action", default="report", choices=ACTIONS, help="report, cancel_all, stop or restart")
 
     def effect(self):
         config = Config.load()
         url = self.engine_url(config)
         action = self.options.action
+        if action == "restart":
+            raise inkex.AbortExtension(self.restart(config, url))
         if self.options.start and action == "report":
             client = connect(config, url)
         else:
@@ -96,6 +101,18 @@ class Status(EngineExtension):
             raise inkex.AbortExtension(self.act(client, url, config, action))
         except EngineError as exc:
             raise inkex.AbortExtension("The engine at {} refused: {}".format(url, exc))
+
+    def restart(self, config: Config, url: str) -> str:
+        """Restart the engine (start it when none runs) and describe the new one."""
+        try:
+            client, stopped = restart_engine(config, url)
+            text = self.report(client, url, config)
+        except EngineError as exc:
+            raise inkex.AbortExtension("The engine at {} refused: {}".format(url, exc))
+        if not stopped:
+            return "No CLIPasso engine was running; it is started now.\n" + text
+        return ("The CLIPasso engine was restarted with the models in {}. Unfinished sketches go on from where they "
+                "were saved.\n{}".format(config.path, text))
 
     def act(self, client: Any, url: str, config: Config, action: str) -> str:
         if action == "cancel_all":
@@ -117,6 +134,10 @@ class Status(EngineExtension):
                     raise
             return ("The CLIPasso engine at {} is stopping. Unfinished sketches resume when it starts again "
                     "(Sketch from image or Insert finished sketches start it).".format(url))
+        return self.report(client, url, config)
+
+    def report(self, client: Any, url: str, config: Config) -> str:
+        """The engine's description and this document's sketches."""
         try:
             models = client.models()  # type: Optional[Dict[str, Any]]
         except EngineError:           # an engine from before /v1/models said what it lacks

@@ -503,8 +503,130 @@ def test_cancelled_job_inserts_its_best_strokes_so_far_marked_cancelled(setup, t
     assert everything_else(out) == everything_else(placed)
 
 
+MODELS_A = {"clip": "random:tiny-RN", "saliency_clip": "random:tiny-ViT"}
+MODELS_B = {"clip": "random:RN50", "saliency_clip": "random:tiny-ViT"}   # RN50 is only named: no sketch here runs it
+
+
+def set_models(setup, models: dict) -> None:
+    """config.json names ``models`` (its other values kept), as a designer would edit it."""
+    path = setup["config"] / "config.json"
+    values = {k: v for k, v in json.loads(path.read_text()).items() if k not in MODELS_A}
+    path.write_text(json.dumps({**values, **models}))
+
+
+def engine_models(health: dict) -> dict:
+    return {k: health[k] for k in MODELS_A}
+
+
+def engine_status(setup, tmp_path: Path, *args: str):
+    """Engine status the fast way (it always ends with its message: a dialog in Inkscape)."""
+    doc = tmp_path / "status-in.svg"
+    doc.write_text(document())
+    run = fast(setup, "clipasso_status.py", list(args), doc, tmp_path / "status-out.svg")
+    assert run.returncode == ABORT_STATUS and not (tmp_path / "status-out.svg").exists(), run.stderr
+    return run.stderr
+
+
+def test_engine_status_restarts_only_an_engine_it_started(setup, tmp_path):
+    """An engine elsewhere, or one this computer's extension did not start, is left alone: the
+    message says what to do instead."""
+    engine_status(setup, tmp_path)                                      # the module's engine runs
+    remote = engine_status(setup, tmp_path, "--action=restart", "--engine_url=http://engine.invalid:8765")
+    assert "is not on this computer, so it cannot be restarted from here" in remote
+    record = setup["config"] / "engine.pid"
+    kept = record.read_text()
+    pid = engine_pid(setup["config"])
+    try:   # as if someone had started the engine with `clipasso serve` after the extension's last start
+        record.write_text(json.dumps({**json.loads(kept), "pid": os.getpid()}))
+        foreign = engine_status(setup, tmp_path, "--action=restart")
+    finally:
+        record.write_text(kept)
+    assert "was not started by Inkscape on this computer" in foreign and "Stop the engine" in foreign, foreign
+    assert running(pid) and client(setup).health()["pid"] == pid
+
+
+def test_restart_the_engine_from_engine_status(setup, tmp_path):
+    """Durable engine. config.json is changed to name other models: Engine status says to restart
+    the engine; Restart the engine stops it and starts a new process with them, and the sketch it
+    was making goes on from its checkpoint."""
+    set_models(setup, MODELS_A)
+    try:
+        assert "Restart the engine" not in engine_status(setup, tmp_path)   # (starts the engine if none runs)
+        old = client(setup).health()
+        assert engine_models(old) == MODELS_A and old["pid"] == engine_pid(setup["config"])
+        _, job = fast_background_sketch(setup, tmp_path, strokes=3, iterations=5000, seed=4)
+        checkpoint = setup["config"] / "jobs" / job / "checkpoint.pt"     # written every second (setup)
+        before = wait_for(setup, job, until=lambda s: s["state"] != "queued" and s["iteration"] >= 3 and checkpoint.exists())
+        assert before["state"] == "running", before
+
+        set_models(setup, MODELS_B)
+        assert "asks for clip = random:RN50: choose the action Restart the engine here" in engine_status(setup, tmp_path)
+        text = engine_status(setup, tmp_path, "--action=restart")
+        assert "The CLIPasso engine was restarted with the models in" in text and "Unfinished sketches go on" in text
+        assert "Models: random:RN50 (loss), random:tiny-ViT (start points)." in text and "asks for" not in text, text
+        assert not running(old["pid"])
+        new = client(setup).health()                                      # real HTTP: a new process, models B
+        assert new["pid"] != old["pid"] and new["pid"] == engine_pid(setup["config"]) and running(new["pid"])
+        assert engine_models(new) == MODELS_B and new["uptime_s"] < old["uptime_s"] + 60
+
+        resumed = wait_for(setup, job, until=lambda s: s["state"] != "queued" and s["resumed_from"] is not None)
+        assert resumed["state"] == "running" and 0 < resumed["resumed_from"] <= resumed["iteration"], resumed
+    finally:
+        set_models(setup, {})
+        cancel_everything(setup)
+
+
+def test_sketch_restarts_an_idle_engine_with_the_models_of_config_json(setup, tmp_path):
+    """The engine runs other models than config.json names. While it is making a sketch, Sketch
+    from image leaves it as it is; once it is idle, Sketch (in real Inkscape) restarts it with
+    config.json's models first, and the new sketch is made with them."""
+    set_models(setup, MODELS_B)
+    engine_status(setup, tmp_path)
+    if engine_models(client(setup).health()) != MODELS_B:   # run alone: the engine still has the module's models
+        engine_status(setup, tmp_path, "--action=restart")
+    set_models(setup, MODELS_A)
+    try:
+        pid = engine_pid(setup["config"])
+        busy = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 5000, **MODELS_A})
+        fast_background_sketch(setup, tmp_path)
+        assert engine_pid(setup["config"]) == pid and engine_models(client(setup).health()) == MODELS_B
+        assert client(setup).status(busy, preview=False)["state"] in ("queued", "running")
+        client(setup).cancel_all()
+        health = wait_until(lambda: (h := client(setup).health())["running"] + h["queued"] == 0 and h)
+        assert health and health["pid"] == pid
+
+        _, job = submit_background_sketch(setup, tmp_path, seed=3)
+        assert not running(pid)
+        health = client(setup).health()
+        assert health["pid"] == engine_pid(setup["config"]) != pid and engine_models(health) == MODELS_A
+        assert wait_for(setup, job)["state"] == "done"
+        assert client(setup).result(job)["engine"]["clip"] == "random:tiny-RN"
+    finally:
+        set_models(setup, {})
+        cancel_everything(setup)
+
+
+def cancel_everything(setup) -> None:
+    """Best effort, after a test: no sketch of it keeps the engine busy."""
+    try:
+        client(setup).cancel_all()
+    except Exception:  # noqa: BLE001 - the engine may be down when the test failed
+        pass
+
+
+def wait_until(condition, timeout: float = 60):
+    """``condition()``'s first true value, polled; False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.2)
+    return False
+
+
 def test_stop_the_engine_from_engine_status(setup, tmp_path):
-    """Durable engine (POST /v1/shutdown). Runs last: the next run would start the engine again."""
+    """Durable engine (POST /v1/shutdown). Runs last: it ends with Restart the engine starting a new one."""
     doc = tmp_path / "in.svg"
     doc.write_text(document())
     pid = engine_pid(setup["config"])
@@ -517,3 +639,7 @@ def test_stop_the_engine_from_engine_status(setup, tmp_path):
     assert not running(pid)
     off = fast(setup, "clipasso_status.py", ["--start=false"], doc, tmp_path / "out.svg")
     assert off.returncode == ABORT_STATUS and "No CLIPasso engine is running" in off.stderr
+    # Restart the engine with none running starts one (stopped by the module's teardown)
+    started = engine_status(setup, tmp_path, "--action=restart")
+    assert "No CLIPasso engine was running; it is started now.\nThe CLIPasso engine " in started, started
+    assert engine_pid(setup["config"]) != pid and client(setup).health()["pid"] == engine_pid(setup["config"])

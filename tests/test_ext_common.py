@@ -1,11 +1,13 @@
-"""``clipasso_common`` without Inkscape or an engine: where the token comes from, and how the
-live preview is opened without the token ever appearing in a command line."""
+"""``clipasso_common`` without Inkscape or an engine: where the token comes from, how the
+live preview is opened without the token ever appearing in a command line, and which engine
+Restart the engine may stop."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import subprocess
+import time
 from types import SimpleNamespace
 
 import pytest
@@ -113,3 +115,41 @@ def test_an_unexpected_error_ends_the_run_with_one_message(common, tmp_path, cap
     assert not (tmp_path / "out.svg").exists()
     log = tmp_path / "config" / "extension.log"                 # the traceback, for whoever looks into it
     assert "internal error" in err and str(log) in err and "Traceback" in log.read_text() and "1 / 0" in log.read_text()
+
+
+def test_a_process_is_alive_until_it_exits_and_a_zombie_counts_as_gone(common):
+    """Restart the engine waits on this before starting the next engine; it never signals."""
+    assert common.process_alive(os.getpid())
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        assert common.process_alive(child.pid)
+        child.kill()
+        deadline = time.monotonic() + 10
+        while common.process_alive(child.pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert not common.process_alive(child.pid)               # exited, not reaped yet: a zombie
+        assert child.poll() is not None
+    finally:
+        child.kill()
+        child.wait()
+    assert not common.process_alive(child.pid)
+
+
+def test_only_the_engine_recorded_in_engine_pid_counts_as_started_here(common, tmp_path):
+    """The URL and the process ``engine.pid`` names, and the pid the engine itself gives."""
+    folder = tmp_path / "config"
+    folder.mkdir()
+    config = common.Config(str(folder), {})
+    url = "http://127.0.0.1:8765"
+    assert common.started_here(config, url, {"pid": os.getpid()}) is None          # no engine.pid
+    (folder / "engine.pid").write_text("not json")
+    assert common.started_here(config, url, {"pid": os.getpid()}) is None
+    (folder / "engine.pid").write_text('{"pid": %d, "url": "%s"}' % (os.getpid(), url))
+    assert common.started_here(config, url, {"pid": os.getpid()}) == os.getpid()
+    assert common.started_here(config, url, {}) == os.getpid()                       # an engine without a pid in /v1/health
+    assert common.started_here(config, url, {"pid": os.getpid() + 1}) is None       # another engine answers there
+    assert common.started_here(config, "http://127.0.0.1:9999", {"pid": os.getpid()}) is None
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    (folder / "engine.pid").write_text('{"pid": %d, "url": "%s"}' % (gone.pid, url))
+    assert common.started_here(config, url, {"pid": gone.pid}) is None

@@ -167,7 +167,8 @@ def test_failing_job_reports_missing_weights_and_engine_carries_on(engine, photo
     assert failure.value.kind == "weights" and failure.value.detail["missing"] == ["RN101.pt"]   # by type, not text
     models = engine.get("/v1/models").json()           # the defaults here are random towers: nothing missing
     assert models["missing"] == [] and models["weights_folder"]
-    assert engine.get("/v1/health").json()["status"] == "ok"
+    health = engine.get("/v1/health").json()
+    assert health["status"] == "ok" and health["pid"] == engine.proc.pid      # what Engine status restarts by
     after = engine.post_job(photo, dict(QUICK, seed=52)).json()["id"]
     check_result(engine.client().wait(after, poll=0.1, timeout=120), 4)
 

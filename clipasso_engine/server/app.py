@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import time
 from contextlib import asynccontextmanager
 from importlib import resources
@@ -163,7 +164,7 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
         decoding, _ = decoders.counts()
         return Health(version=__version__, device=queue.device, queued=waiting, running=running, decoding=decoding,
                       max_queued=queue.max_queued, clip=default_clip(), saliency_clip=default_saliency_clip(),
-                      uptime_s=round(time.time() - started, 1))
+                      uptime_s=round(time.time() - started, 1), pid=os.getpid())
 
     @api.get("/models", response_model=Models)
     def models() -> Models:

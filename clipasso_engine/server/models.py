@@ -101,6 +101,7 @@ class Health(BaseModel):
     clip: str = Field(description="default CLIP model for the loss")
     saliency_clip: str = Field(description="default CLIP model for the saliency map")
     uptime_s: float
+    pid: int = Field(description="the engine's process id: Engine status restarts only the engine it started (engine.pid)")
 
 
 class Models(BaseModel):
