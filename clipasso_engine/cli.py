@@ -191,17 +191,23 @@ _BATCH_ONLY = {"inputs", "outdir", "png", "json_out", "quiet", "command", "no_do
 EXIT_FAILED = 1
 
 
-def cmd_batch(args: argparse.Namespace) -> int:
+def _settings(args: argparse.Namespace, not_settings: set[str]) -> Any:
+    """The SketchSettings of the flags given (the others are not in ``args``: the preset or the
+    field's default fills them); a bad value is a CliError naming the flag."""
     from pydantic import ValidationError
 
-    from .batch import run_batch
     from .settings import SketchSettings
 
-    fields = {k: v for k, v in vars(args).items() if k not in _BATCH_ONLY}
     try:
-        settings = SketchSettings(**fields)
+        return SketchSettings(**{k: v for k, v in vars(args).items() if k not in not_settings})
     except ValidationError as exc:
         raise CliError(_validation_message(exc)) from None
+
+
+def cmd_batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch
+
+    settings = _settings(args, _BATCH_ONLY)
     runner = _ray_runner(args) if hasattr(args, "ray") else None
     if runner is None and (hasattr(args, "gpus_per_sketch") or hasattr(args, "cpus_per_sketch")):
         raise CliError("--gpus-per-sketch and --cpus-per-sketch go with --ray")
@@ -268,20 +274,13 @@ _SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "in
 
 
 def cmd_sketch(args: argparse.Namespace) -> int:
-    from pydantic import ValidationError
-
     from .api import sketch
     from .image import load_image, photo_size
-    from .result import write_all_atomic
     from .limits import MAX_STROKES
-    from .settings import SketchSettings
+    from .result import write_all_atomic
     from .svg import svg_to_strokes
 
-    fields = {k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY}
-    try:
-        settings = SketchSettings(**fields)
-    except ValidationError as exc:
-        raise CliError(_validation_message(exc)) from None
+    settings = _settings(args, _SKETCH_ONLY)
     image = getattr(args, "image", None) or sample_image()
     output = Path(args.output)
     # a run from --init-svg has one level, whatever the settings say

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from extension_support import (  # noqa: E402
-    data_uri, install_for_tests, kill_engine, png_bytes, run_inkscape, svg_document, write_preferences,
+    kill_engine, picture_workspace, run_inkscape, write_preferences,
 )
 
 NS = "{http://clipasso.org/ns/1.0}"
@@ -41,15 +40,8 @@ def export_png(svg: Path, png: Path, env: dict) -> None:
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="clipasso-pictures-"))
-    setup = install_for_tests(root)       # a temporary profile and config, tiny random towers
-    profile, config, env, url = setup["profile"], setup["config"], setup["env"], setup["url"]
-    photo = Image.fromarray(data.chelsea()).resize((300, 225))
-    doc = root / "in.svg"
-    doc.write_text(svg_document(
-        '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photo">'
-        f'<image id="img1" x="0" y="0" width="300" height="225" xlink:href="{data_uri(png_bytes(np.asarray(photo)))}"/>'
-        '</g>', width=300, height=225, view_box="0 0 300 225"))
+    setup, doc = picture_workspace(np.asarray(Image.fromarray(data.chelsea()).resize((300, 225))))
+    root, profile, config, env, url = doc.parent, setup["profile"], setup["config"], setup["env"], setup["url"]
     try:
         write_preferences(profile, "org.clipasso.sketch", {"strokes": 16, "iterations": 60, "preset": "fast",
                                                            "seed": 3, "open_preview": "false", "background": "true"})

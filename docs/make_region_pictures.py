@@ -16,7 +16,6 @@ import copy
 import io
 import json
 import sys
-import tempfile
 from pathlib import Path
 
 import cairosvg
@@ -29,7 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from extension_support import (  # noqa: E402
-    data_uri, install_for_tests, kill_engine, png_bytes, run_inkscape, svg_document, write_preferences,
+    kill_engine, picture_workspace, run_inkscape, write_preferences,
 )
 
 WIDTH = 360                      # pixels of each panel
@@ -62,15 +61,8 @@ def variant(tree: etree._ElementTree, *, outline: bool, sketch: bool, photo_opac
 
 
 def main() -> None:
-    root = Path(tempfile.mkdtemp(prefix="clipasso-pictures-"))
-    setup = install_for_tests(root)       # a temporary profile and config, tiny random towers
-    profile, config, env, url = setup["profile"], setup["config"], setup["env"], setup["url"]
-    photo = Image.fromarray(data.chelsea()).resize((300, 200))
-    doc = root / "in.svg"
-    doc.write_text(svg_document(
-        '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photo">'
-        f'<image id="img1" x="0" y="0" width="300" height="200" xlink:href="{data_uri(png_bytes(np.asarray(photo)))}"/>'
-        f'{ELLIPSE}</g>', width=300, height=200, view_box="0 0 300 200"))
+    setup, doc = picture_workspace(np.asarray(Image.fromarray(data.chelsea()).resize((300, 200))), ELLIPSE)
+    root, profile, config, env = doc.parent, setup["profile"], setup["config"], setup["env"]
     try:
         write_preferences(profile, "org.clipasso.sketch", {"strokes": 16, "iterations": 80, "preset": "fast", "seed": 5,
                                                            "open_preview": "false", "background": "false",

@@ -429,22 +429,14 @@ def show_preview(config: Config, client: EngineClient) -> None:
         pass
 
 
-def run_job(
-    client: EngineClient,
-    config: Config,
-    image: bytes,
-    settings: Dict[str, Any],
-    init_strokes: Optional[Sequence[Dict[str, Any]]] = None,
-    locked: Sequence[int] = (),
-    open_preview: bool = False,
-) -> Dict[str, Any]:
-    """Submit one job, wait for it and return its strokes JSON (photo pixels).
+def wait_for_result(client: EngineClient, config: Config, job: str) -> Dict[str, Any]:
+    """Wait for a submitted job (a sketch that blocks Inkscape) and return its strokes JSON
+    (photo pixels).
 
     A job that fails, is cancelled (from the live preview page) or outlives
     ``config.job_timeout`` (then it is cancelled) ends the run with a message, so the
     document stays as it was.
     """
-    job = submit_job(client, config, image, settings, init_strokes, locked, open_preview)
     try:
         return client.wait(job, timeout=config.job_timeout)
     except EngineUnavailable:

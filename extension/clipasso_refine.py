@@ -23,7 +23,8 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 import clipasso_ns  # noqa: E402
 from clipasso_common import (  # noqa: E402
-    Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
+    Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, submit_job,
+    wait_for_result,
 )
 from clipasso_limits import MAX_STROKES, PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
@@ -145,8 +146,9 @@ class Refine(EngineExtension):
         config = Config.load()
         url = self.engine_url(config)
         client = connect(config, url)
+        job = submit_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
         if not self.options.background:
-            result = run_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
+            result = wait_for_result(client, config, job)
             check_result_size(result, (width, height))
             (refined,) = result["levels"].values()
             for path in moving:
@@ -155,7 +157,6 @@ class Refine(EngineExtension):
                     replace_path_strokes(path, mine, pixels_to_local(image, result["width"], result["height"], path))
             return
 
-        job = submit_job(client, config, data, settings, strokes, locked, open_preview=self.options.open_preview)
         replaced = [path for path in moving if path in owners]
         placement = pixels_to_document(image, width, height)
         mapping = {

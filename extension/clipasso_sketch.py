@@ -23,8 +23,8 @@ import inkex
 warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output opens a dialog in Inkscape
 
 from clipasso_common import (  # noqa: E402
-    Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, run_job, submit_job,
-    with_configured_models,
+    Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, submit_job,
+    wait_for_result, with_configured_models,
 )
 from clipasso_limits import PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
@@ -102,12 +102,12 @@ class Sketch(EngineExtension):
         config = Config.load()
         url = self.engine_url(config)
         client = with_configured_models(config, url, connect(config, url))
+        job = submit_job(client, config, data, settings, open_preview=self.options.open_preview)
         if not self.options.background:
-            result = run_job(client, config, data, settings, open_preview=self.options.open_preview)
+            result = wait_for_result(client, config, job)
             check_result_size(result, shown)
             add_level_layers(self.svg, image, result, settings)
             return
-        job = submit_job(client, config, data, settings, open_preview=self.options.open_preview)
         placement = pixels_to_document(image, shown[0], shown[1])
         layer = new_placeholder(self.svg, "sketch", job, url, settings, image, shown, placement, (0, 0, shown[0], shown[1]))
         add_sketch_placeholder(self.svg, image, layer, placement)

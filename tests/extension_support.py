@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -80,6 +81,16 @@ def data_uri(data: bytes, mime: str = "image/png", wrap: int = 0) -> str:
     if wrap:
         text = "\n".join(text[i : i + wrap] for i in range(0, len(text), wrap))
     return f"data:{mime};base64,{text}"
+
+
+def photo_document(pixels: np.ndarray, extra: str = "") -> str:
+    """A document the size of the photo ``pixels`` (one user unit per pixel) whose layer
+    ``layer1`` holds the photo as the embedded image ``img1``, then ``extra`` markup."""
+    height, width = pixels.shape[:2]
+    return svg_document(
+        '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photo">'
+        f'<image id="img1" x="0" y="0" width="{width}" height="{height}" xlink:href="{data_uri(png_bytes(pixels))}"/>'
+        f'{extra}</g>', width=width, height=height, view_box=f"0 0 {width} {height}")
 
 
 def svg_document(body: str, width: float = 200, height: float = 200, view_box: str = "0 0 200 200") -> str:
@@ -200,6 +211,17 @@ def install_for_tests(root: Path, **extra_env: str) -> dict:
     assert out.returncode == 0, out.stdout + out.stderr
     return {"root": root, "profile": profile, "config": config, "env": env, "url": url,
             "scripts": profile / "extensions" / "clipasso"}
+
+
+def picture_workspace(photo: np.ndarray, extra: str = "") -> tuple[dict, Path]:
+    """For the scripts that make the README's pictures: a new temporary folder with the
+    extension installed (tiny random towers, see :func:`install_for_tests`) and ``in.svg`` there
+    holding ``photo`` (:func:`photo_document`); the setup and the document's path."""
+    root = Path(tempfile.mkdtemp(prefix="clipasso-pictures-"))
+    setup = install_for_tests(root)
+    doc = root / "in.svg"
+    doc.write_text(photo_document(photo, extra))
+    return setup, doc
 
 
 def installed_client_module(setup: dict):

@@ -29,21 +29,8 @@ import pytest
 from lxml import etree
 
 from extension_support import (
-    ABORT_STATUS,
-    data_uri,
-    engine_pid,
-    install_for_tests,
-    installed_client,
-    kill_engine,
-    needs_inkscape,
-    needs_inkscape_python,
-    png_bytes,
-    run_fast,
-    run_inkscape,
-    running,
-    small_photo,
-    svg_document,
-    write_preferences,
+    ABORT_STATUS, data_uri, engine_pid, install_for_tests, installed_client, kill_engine, needs_inkscape,
+    needs_inkscape_python, png_bytes, run_fast, run_inkscape, running, small_photo, svg_document, write_preferences,
 )
 
 pytestmark = [needs_inkscape_python]
@@ -101,6 +88,14 @@ def placeholders(root) -> list:
 
 def sketch_layers(root) -> list:
     return [g for g in root.iter(SVG + "g") if g.get("data-clipasso-image")]
+
+
+def the_inserted_layer(path: Path):
+    """The one sketch layer of a document saved after Insert, which must have left no placeholder."""
+    root = parse(path)
+    assert placeholders(root) == []
+    (layer,) = sketch_layers(root)
+    return layer
 
 
 def everything_else(path: Path) -> list:
@@ -244,9 +239,7 @@ def test_background_sketch_then_insert_over_the_regrouped_photo(setup, tmp_path)
     out = tmp_path / "inserted.svg"
     run = inkscape(setup, moved, out, "", "org.clipasso.insert", {})
     assert run.returncode == 0, run.stderr
-    root = parse(out)
-    assert placeholders(root) == []
-    (layer,) = sketch_layers(root)
+    layer = the_inserted_layer(out)
     assert layer.getparent().get("id") == "layer2" and layer.getprevious().get("id") == "moved"
     assert layer.get(INKSCAPE + "label") == "4 strokes · seed 11 · CLIPasso · random weights"
     assert layer.get(NS + "seed") == "11" and json.loads(layer.get(NS + "settings"))["seed"] == 11
@@ -292,9 +285,7 @@ def test_engine_killed_mid_job_resumes_and_insert_places_over_the_moved_photo(se
         out = tmp_path / "inserted.svg"
         run = inkscape(setup, first, out, "", "org.clipasso.insert", {})
         assert run.returncode == 0, run.stderr
-    root = parse(out)
-    assert placeholders(root) == []
-    (layer,) = sketch_layers(root)
+    layer = the_inserted_layer(out)
     assert layer.getparent().get("id") == "layer1"
     check_strokes_over(layer, client(setup).result(job), matrix("translate(5 7)") @ matrix(MOVE) @ pixel_placement())
     assert everything_else(out) == everything_else(moved)
@@ -330,9 +321,7 @@ def test_background_refine_redraws_the_edited_paths_in_place(setup, tmp_path):
     out = tmp_path / "refined.svg"
     run = inkscape(setup, pending, out, "", "org.clipasso.insert", {})
     assert run.returncode == 0, run.stderr
-    root = parse(out)
-    assert placeholders(root) == []
-    (layer,) = sketch_layers(root)
+    layer = the_inserted_layer(out)
     after = {p.get("id"): (p.get("d"), p.get("style")) for p in layer.iter(SVG + "path")}
     assert list(after) == list(before)
     for ident, (d, style) in after.items():
@@ -342,7 +331,7 @@ def test_background_refine_redraws_the_edited_paths_in_place(setup, tmp_path):
     # each moved path is its refined stroke, on the photo (layer1: translate(5 7))
     (strokes,) = client(setup).result(job)["levels"].values()
     for ident, stroke in zip(holder.get(NS + "replaces").split(), strokes):   # one segment, one stroke each
-        path = by_id(root, ident)
+        path = by_id(layer.getroottree().getroot(), ident)
         assert np.allclose(path_numbers(path), apply(np.linalg.inv(composed(path)) @ matrix("translate(5 7)") @ pixel_placement(),
                                                      stroke["points"]), atol=2e-3)
     assert everything_else(out) == everything_else(sketched)

@@ -21,21 +21,8 @@ import pytest
 from lxml import etree
 
 from extension_support import (
-    ABORT_STATUS,
-    data_uri,
-    engine_pid,
-    free_port,
-    install_for_tests,
-    installed_client,
-    installed_client_module,
-    kill_engine,
-    needs_inkscape,
-    needs_inkscape_python,
-    png_bytes,
-    run_fast,
-    run_inkscape,
-    running,
-    svg_document,
+    ABORT_STATUS, data_uri, engine_pid, free_port, install_for_tests, installed_client, installed_client_module,
+    kill_engine, needs_inkscape, needs_inkscape_python, png_bytes, run_fast, run_inkscape, running, svg_document,
     write_preferences,
 )
 

@@ -17,19 +17,8 @@ import pytest
 from lxml import etree
 
 from extension_support import (
-    ABORT_STATUS,
-    data_uri,
-    import_extension_modules,
-    install_for_tests,
-    kill_engine,
-    needs_inkscape,
-    needs_inkscape_python,
-    png_bytes,
-    run_fast,
-    run_inkscape,
-    small_photo,
-    svg_document,
-    write_preferences,
+    ABORT_STATUS, data_uri, import_extension_modules, install_for_tests, kill_engine, needs_inkscape,
+    needs_inkscape_python, png_bytes, run_fast, run_inkscape, small_photo, svg_document, write_preferences,
 )
 
 import_extension_modules()

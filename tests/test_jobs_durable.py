@@ -16,7 +16,9 @@ import subprocess
 import sys
 import textwrap
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 import requests
@@ -140,45 +142,59 @@ def test_damaged_job_folders_are_reported_and_skipped(tmp_path, caplog):
         again.stop()
 
 
-def test_cleanup_by_age_keeps_queued_and_running_jobs(tmp_path):
-    now = [1.7e9]
+class Clock:
+    """An injectable engine clock (Unix seconds) that a test moves by hand."""
+
+    def __init__(self, now: float = 1.7e9) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@contextmanager
+def clocked_queue(tmp_path: Path, clock: Clock) -> Iterator[tuple[JobQueue, JobStore]]:
+    """A started queue on a job store in ``tmp_path`` whose time is ``clock``; stopped after."""
     store = JobStore(tmp_path / "jobs")
-    q = JobQueue("cpu", store=store, clock=lambda: now[0])
+    q = JobQueue("cpu", store=store, clock=clock)
     q.start()
     try:
+        yield q, store
+    finally:
+        q.stop()
+
+
+def test_cleanup_by_age_keeps_queued_and_running_jobs(tmp_path):
+    clock = Clock()
+    with clocked_queue(tmp_path, clock) as (q, store):
         ended = []
         for day in range(3):                          # finished on days 0, 3 and 6
-            now[0] = 1.7e9 + 3 * day * DAY
+            clock.now = 1.7e9 + 3 * day * DAY
             ended.append(q.submit(work(day)).id)
             settle(q, ended[-1])
         long = q.submit(work(9, iterations=20000)).id
         running(q, long)
-        now[0] = 1.7e9 + 7 * DAY + 1                  # the first is a second past 7 days
+        clock.now = 1.7e9 + 7 * DAY + 1               # the first is a second past 7 days
         q.submit(work(5))                             # submitting cleans up
         with pytest.raises(JobNotFound, match="never existed on this engine, or it finished more than 7 days ago"):
             q.get(ended[0])
         assert not store.path(ended[0]).exists()
         assert all(q.get(i).state == "done" and store.path(i).exists() for i in ended[1:])
-        now[0] += 30 * DAY                            # a month later: every ended job goes, not the running one
+        clock.now += 30 * DAY                         # a month later: every ended job goes, not the running one
         q.submit(work(6))
         assert q.get(long).state == "running" and store.path(long).exists()
         assert not any(store.path(i).exists() for i in ended)
         q.cancel(long)
         settle(q, long)
-    finally:
-        q.stop()
-    assert {j.id for j in JobQueue("cpu", store=store, clock=lambda: now[0]).jobs()} >= {long}
+    assert {j.id for j in JobQueue("cpu", store=store, clock=clock).jobs()} >= {long}
 
 
 def test_cleanup_by_size_oldest_finished_first(tmp_path):
-    now = [1.7e9]
-    store = JobStore(tmp_path / "jobs")
-    q = JobQueue("cpu", store=store, clock=lambda: now[0])
-    q.start()
-    try:
+    clock = Clock()
+    with clocked_queue(tmp_path, clock) as (q, store):
         ids = []
         for seed in range(4):
-            now[0] += 60
+            clock.now += 60
             ids.append(q.submit(work(seed)).id)
             settle(q, ids[-1])
         size = max(store.size(i) for i in ids)
@@ -198,8 +214,6 @@ def test_cleanup_by_size_oldest_finished_first(tmp_path):
             settle(q, long)
         except JobNotFound:                           # it ended and, as nothing fits, was cleaned up at once
             pass
-    finally:
-        q.stop()
 
 
 def test_identical_jobs_in_flight_are_computed_once(tmp_path):
