@@ -9,6 +9,8 @@ Each open connection holds a file descriptor. A desktop's default limit is 1,024
   that limit (when full, the oldest connection that is not serving a request is closed to make
   room, so a new request is always heard), and a deadline for a request's headers after the
   connection opens or the previous answer ends (slow or silent clients are dropped);
+- ``quiet_accept_errors`` turns asyncio's traceback for an accept that found no free descriptor
+  (it then pauses accepting for a second by itself) into one warning line;
 - ``RepeatFilter`` lets a repeated log message through a few times a minute, with a count of
   those it held back, so no client can fill the disk with the engine's log.
 
@@ -26,6 +28,8 @@ import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 FD_RESERVE = 128                 # descriptors kept for everything else: model files, logs, threads' pipes
+ACCEPT_BATCH = 64                # asyncio accepts up to this many connections (its listen backlog) before
+                                 # the protocol of the first one can count it: kept free below the file limit
 MAX_CONNECTIONS = 4096           # even with a large file limit: each connection costs memory too
 HEADER_TIMEOUT_S = 10.0          # a request line and headers must arrive within this after (re)opening
 _SOFT_CEILING = 65536            # when the hard limit is "unlimited"
@@ -53,7 +57,7 @@ def connection_cap(file_limit: Optional[int]) -> int:
     """Open connections allowed with ``file_limit`` descriptors (None: no known limit)."""
     if file_limit is None:
         return MAX_CONNECTIONS
-    return max(16, min(MAX_CONNECTIONS, file_limit - FD_RESERVE))
+    return max(16, min(MAX_CONNECTIONS, file_limit - FD_RESERVE - ACCEPT_BATCH))
 
 
 def guarded_protocol(max_connections: int, header_timeout_s: float = HEADER_TIMEOUT_S) -> type:
@@ -147,6 +151,30 @@ class RepeatFilter(logging.Filter):
             return True
         state[2] += 1
         return False
+
+
+ACCEPT_ERROR = "socket.accept() out of system resource"   # how asyncio's event loop words it
+
+
+class AcceptErrorFilter(logging.Filter):
+    """asyncio logs a failed accept (no file descriptor left) as an error with a traceback, and
+    then waits a second before it accepts again, which is all there is to do: one warning line,
+    no traceback (the RepeatFilter on the handlers keeps a flood of them short)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith(ACCEPT_ERROR):
+            record.msg, record.args = ("too many open connections or files: new connections wait a second "
+                                       "(idle ones are closed to make room)"), ()
+            record.exc_info, record.exc_text = None, None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
+
+
+def quiet_accept_errors() -> None:
+    """Install ``AcceptErrorFilter`` on the asyncio logger (before any handler sees the record)."""
+    logger = logging.getLogger("asyncio")
+    if not any(isinstance(f, AcceptErrorFilter) for f in logger.filters):
+        logger.addFilter(AcceptErrorFilter())
 
 
 def quiet_repeats(*loggers: str) -> RepeatFilter:

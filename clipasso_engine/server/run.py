@@ -15,7 +15,9 @@ from .. import __version__
 from ..devices import resolve_device
 from .app import create_app
 from .auth import allowed_hosts, config_dir, is_loopback, load_or_create_token
-from .guard import HEADER_TIMEOUT_S, connection_cap, guarded_protocol, quiet_repeats, raise_file_limit
+from .guard import (
+    ACCEPT_BATCH, HEADER_TIMEOUT_S, connection_cap, guarded_protocol, quiet_accept_errors, quiet_repeats, raise_file_limit,
+)
 from .jobs import JobQueue
 from .store import JobStore
 
@@ -70,8 +72,9 @@ def serve(host: str = "127.0.0.1", port: int = 8765, device: str = "auto", *,
     config = uvicorn.Config(app, log_level="info", access_log=False, timeout_graceful_shutdown=3,
                             http=guarded_protocol(max_connections, HEADER_TIMEOUT_S),
                             limit_concurrency=max_connections + 64, timeout_keep_alive=KEEP_ALIVE_S,
-                            h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=128)
+                            h11_max_incomplete_event_size=MAX_HEADER_BYTES, backlog=ACCEPT_BATCH)
     quiet_repeats("uvicorn", "uvicorn.error")
+    quiet_accept_errors()
     logging.getLogger("clipasso.server").info("accepting up to %d connections at once", max_connections)
     servers.append(uvicorn.Server(config))
     servers[0].run(sockets=[sock])
@@ -98,7 +101,7 @@ def _bind(host: str, port: int) -> socket.socket:
         if os.name == "posix":                   # restart at once after a stop (TIME_WAIT); unsafe on Windows
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
-        sock.listen(128)
+        sock.listen(ACCEPT_BATCH)
         return sock
     except OSError as exc:
         raise OSError(f"cannot listen on {host}:{port} ({exc.strerror or exc}): another engine may already run "
