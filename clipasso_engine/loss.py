@@ -16,6 +16,9 @@ import torch
 from .clip_models import ClipImageModel, normalize
 
 
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
 @dataclass
 class Targets:
     """The photo's CLIP features: ``embedding (K, D)`` and each tapped stage ``(K, C, h, w)``."""
@@ -37,7 +40,8 @@ class ClipassoLoss:
         semantic_weight: float,
         precision: str = "fp32",
     ) -> None:
-        self.model = model
+        # autocast would cast the conv/linear weights to bf16/fp16 on every pass: keep them so
+        self.model = model.stored_in(_DTYPES.get(precision, torch.float32))
         self.weights = {k: float(v) for k, v in geometric_weights.items() if v}
         self.semantic_weight = float(semantic_weight)
         self.precision = precision
@@ -53,8 +57,7 @@ class ClipassoLoss:
     def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
         if self.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=device_type, dtype=dtype)
+        return torch.autocast(device_type=device_type, dtype=_DTYPES[self.precision])
 
     @torch.no_grad()
     def photo_targets(self, photos: torch.Tensor) -> Targets:

@@ -87,3 +87,39 @@ def test_bf16_gradients_stay_aligned_along_a_run(photo):
     start = random_strokes(1, 16, 224, 224, torch.Generator().manual_seed(2))[0]
     cosines = bench.gradient_cosines(photo, start, get_clip("random:RN101"), "bf16", steps=4, bank_size=4)
     assert len(cosines) == 4 and min(cosines) > 0.98
+
+
+def test_reduced_precision_weights_are_stored_once_and_give_autocasts_numbers(photo):
+    """The bf16 loss keeps a copy of the tower with its conv/linear weights in bf16 (autocast
+    would cast them on every pass): the same loss and pixel gradients, bit for bit, as autocast
+    over the fp32 weights; made once per dtype; the fp32 model stays untouched."""
+    import contextlib
+
+    clip = get_clip("random:tiny-RN")
+    stored = ClipassoLoss(clip, {"layer2": 1.0, "layer3": 1.0}, 0.1, "bf16")
+    assert stored.model is not clip and stored.model is clip.stored_in(torch.bfloat16)
+    assert {p.dtype for p in clip.parameters()} == {torch.float32}
+    assert stored.model.visual.layer1[0].conv1.weight.dtype == torch.bfloat16
+    assert clip.stored_in(torch.float32) is clip and _loss("random:tiny-RN").model is clip
+
+    class Autocast(ClipassoLoss):                   # the plain way: autocast over the fp32 weights
+        def __init__(self) -> None:
+            super().__init__(clip, {"layer2": 1.0, "layer3": 1.0}, 0.1, "fp32")
+            self.precision = "bf16"
+
+        def _autocast(self, device_type: str) -> contextlib.AbstractContextManager:
+            return torch.autocast(device_type=device_type, dtype=torch.bfloat16)
+
+    plain = Autocast()
+    assert plain.model is clip
+    targets = plain.photo_targets(photo)
+    ink = render(random_strokes(1, 8, 224, 224, torch.Generator().manual_seed(3)), torch.full((1, 8), 3.0), 224, 224)
+    sketch = (1.0 - ink).unsqueeze(1).expand(1, 3, 224, 224)
+    results = []
+    for loss in (plain, stored):
+        x = sketch.detach().clone().requires_grad_()
+        value = loss(x, targets)
+        value.sum().backward()
+        results.append((value.detach(), x.grad))
+    assert torch.equal(results[0][0], results[1][0]) and torch.equal(results[0][1], results[1][1])
+    assert results[1][1].abs().sum() > 0
