@@ -389,7 +389,9 @@ def _cache_key(spec: str, device: str) -> tuple:
 def _model_bytes(model: nn.Module) -> int:
     """Bytes of a model's weights, with the copies ``stored_in`` made of it."""
     own = sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
-    return own + sum(_model_bytes(c) for c in getattr(model, "_stored", {}).values())
+    with _STORED_LOCK:
+        copies = list(getattr(model, "_stored", {}).values())
+    return own + sum(_model_bytes(c) for c in copies)
 
 
 __all__ = [

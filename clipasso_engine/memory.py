@@ -27,6 +27,7 @@ PER_IMAGE = {"fp32": 80 * MiB, "bf16": 50 * MiB, "fp16": 45 * MiB}   # activatio
 PER_VIEW = int(2.4 * MiB)            # one encoded photo view (targets), fp32
 BANK_ENCODE = 6 * MiB                # transient per view while the bank is encoded (no grad)
 MODELS = 600 * MiB                   # RN101 + ViT-B/32 image towers, fp32
+STORED = 110 * MiB                   # bf16/fp16: the loss tower's conv/linear weights kept in that type too
 RUNTIME = 800 * MiB                  # Python + torch in a CPU process, allocator slack included
 HEADROOM = 0.9                       # use at most this share of what is free
 
@@ -48,8 +49,9 @@ def estimate_bytes(settings: SketchSettings, device: torch.device) -> int:
     from .devices import resolve_precision
 
     images = len(settings.stroke_counts) * settings.seeds * (settings.augmentations + 1)
-    job = job_bytes(images, settings.aug_bank, resolve_precision(settings.precision, device))
-    return job + MODELS + (RUNTIME if device.type == "cpu" else 0)
+    precision = resolve_precision(settings.precision, device)
+    models = MODELS + (STORED if precision != "fp32" else 0)
+    return job_bytes(images, settings.aug_bank, precision) + models + (RUNTIME if device.type == "cpu" else 0)
 
 
 def free_bytes(device: torch.device) -> Optional[int]:

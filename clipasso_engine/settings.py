@@ -10,7 +10,8 @@ import math
 import os
 from typing import Any, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, ModelWrapValidatorHandler, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic.functional_validators import ModelWrapValidatorHandler   # not exported at the top before 2.10
 
 from .devices import auto_preset
 from .limits import (
@@ -152,10 +153,10 @@ class SketchSettings(BaseModel):
         given = {k: v for k, v in data.items() if v is not None or k not in PRESET_FIELDS}
         preset = given.get("preset", "auto")
         device = given.get("device", "auto")
-        if preset == "auto" and device in DEVICES:
+        if preset == "auto" and isinstance(device, str) and device in DEVICES:
             preset = auto_preset(device)
         filled = [name for name in PRESET_FIELDS if name not in given]
-        if preset in PRESETS:             # else the field's own check names the bad preset
+        if isinstance(preset, str) and preset in PRESETS:   # else the field's own check names the bad preset
             given = {**given, "preset": preset, **{name: PRESETS[preset][name] for name in filled}}
         settings = handler(given)
         settings.__pydantic_fields_set__.difference_update(filled)

@@ -258,8 +258,8 @@ def recorded_engine(config: Config) -> Dict[str, Any]:
 
 def process_alive(pid: int) -> bool:
     """True while process ``pid`` runs. A zombie counts as gone: its parent (an extension run)
-    has exited, and a container's init may never reap it. Sends no signal: ``os.kill(pid, 0)``
-    would end the process on Windows."""
+    has exited, and a container's init may never reap it. Sends no signal on Windows, where
+    ``os.kill(pid, 0)`` is not a probe (0 is CTRL_C_EVENT, a Ctrl-C to a console group)."""
     if os.name == "nt":
         return _windows_process_alive(pid)
     if os.path.isdir("/proc/self"):     # Linux: the state letter after the command name
@@ -329,6 +329,9 @@ def restart_engine(config: Config, url: str) -> Tuple[EngineClient, bool]:
         )
     client = answering_client(config, url)
     if client is None:
+        record = recorded_engine(config)       # an engine that stopped listening may still be saving its jobs
+        if str(record.get("url") or "").rstrip("/") == url:
+            wait_for_exit(config, url, int(record["pid"]))
         return connect(config, url), False
     pid = started_here(config, url, client.health())
     if pid is None:
@@ -344,6 +347,14 @@ def restart_engine(config: Config, url: str) -> Tuple[EngineClient, bool]:
         pass
     except EngineError as exc:
         raise inkex.AbortExtension("The engine at {} refused to stop: {}".format(url, exc))
+    wait_for_exit(config, url, pid)
+    return connect(config, url), True
+
+
+def wait_for_exit(config: Config, url: str, pid: int) -> None:
+    """Wait (at most ``STOP_TIMEOUT``) until the stopping engine process ``pid`` has exited: a new
+    engine must not take over its jobs while it still saves them. Ends the run with what to do
+    when it takes longer."""
     deadline = time.monotonic() + STOP_TIMEOUT
     while process_alive(pid):
         if time.monotonic() > deadline:
@@ -352,7 +363,6 @@ def restart_engine(config: Config, url: str) -> Tuple[EngineClient, bool]:
                 "the engine again in a moment; its log {} says what it is doing.".format(url, STOP_TIMEOUT, config.log_path)
             )
         time.sleep(0.1)
-    return connect(config, url), True
 
 
 def with_configured_models(config: Config, url: str, client: EngineClient) -> EngineClient:

@@ -26,9 +26,9 @@ from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, submit_job,
     wait_for_result,
 )
-from clipasso_limits import MAX_STROKES, PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import new_placeholder, place_hint  # noqa: E402
+from clipasso_limits import MAX_STROKES, PRESET_NAMES  # noqa: E402
 from clipasso_placement import pixels_to_document, pixels_to_local  # noqa: E402
 from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402

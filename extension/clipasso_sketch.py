@@ -26,13 +26,12 @@ from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, submit_job,
     wait_for_result, with_configured_models,
 )
-from clipasso_limits import PRESET_NAMES  # noqa: E402
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import add_sketch_placeholder, new_placeholder  # noqa: E402
+from clipasso_limits import PRESET_NAMES  # noqa: E402
 from clipasso_placement import pixels_to_document  # noqa: E402
 from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
-
 
 
 def parse_levels(text: str) -> Optional[List[int]]:

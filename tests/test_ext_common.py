@@ -153,3 +153,33 @@ def test_only_the_engine_recorded_in_engine_pid_counts_as_started_here(common, t
     gone.wait()
     (folder / "engine.pid").write_text('{"pid": %d, "url": "%s"}' % (gone.pid, url))
     assert common.started_here(config, url, {"pid": gone.pid}) is None
+
+
+def test_restart_waits_for_an_engine_that_stopped_listening_but_still_runs(common, tmp_path, monkeypatch):
+    """A retried Restart, after the first one ran out of time: the old engine no longer answers
+    but is still saving its jobs (here: a process that never exits). No new engine may start on
+    the same jobs folder; the run ends saying it is still stopping."""
+    import inkex
+
+    from extension_support import free_port
+
+    folder = tmp_path / "config"
+    folder.mkdir()
+    config = common.Config(str(folder), {})
+    url = f"http://127.0.0.1:{free_port()}"
+    saving = subprocess.Popen(["sleep", "60"])
+    started = []
+    monkeypatch.setattr(common, "STOP_TIMEOUT", 0.5)
+    monkeypatch.setattr(common, "connect", lambda *args: started.append(args))
+    try:
+        (folder / "engine.pid").write_text('{"pid": %d, "url": "%s"}' % (saving.pid, url))
+        with pytest.raises(inkex.AbortExtension, match="is still stopping"):
+            common.restart_engine(config, url)
+        assert started == []
+        saving.kill()
+        saving.wait()
+        common.restart_engine(config, url)                        # gone: now it starts one
+        assert len(started) == 1
+    finally:
+        saving.kill()
+        saving.wait()

@@ -305,6 +305,7 @@ def test_bad_images_are_refused_with_422(app, image, message):
     ({"settings": {"strokes": 0}}, "settings.strokes"),
     ({"settings": {"iterations": 10**9}}, "settings.iterations"),
     ({"settings": {"preset": "turbo"}}, "settings.preset"),
+    ({"settings": {"preset": ["fast"], "device": {"a": 1}}}, "settings.preset"),
     ({"settings": {"stroke": 8}}, "settings.stroke: Extra inputs are not permitted"),
     ({"locked": [3]}, "locked: indices [3]"),
     ({"init_strokes": [{"points": [[0, 0], [1, 1], [2, 2]]}]}, "init_strokes.0.points"),

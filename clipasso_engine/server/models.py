@@ -14,7 +14,8 @@ JobState = Literal["queued", "running", "done", "failed", "cancelled"]
 
 
 class JobRequest(BaseModel):
-    """A sketch to make. Settings left out take the engine's defaults (preset ``standard``)."""
+    """A sketch to make. Settings left out take the engine's defaults (preset ``auto``: ``fast`` on a CPU engine,
+    ``standard`` on a GPU one)."""
 
     model_config = ConfigDict(extra="forbid")
 
