@@ -47,7 +47,7 @@ def cpu_has_native_bf16() -> bool:
             check = getattr(cpu, probe, None)
             if check is not None and check():
                 return True
-        return "avx512_bf16" in _cpu_flags() or "amx_bf16" in _cpu_flags()
+        return bool({"avx512_bf16", "amx_bf16"} & _cpu_flags())
     if machine in ("aarch64", "arm64"):
         return "bf16" in _cpu_flags()
     return False

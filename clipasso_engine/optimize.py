@@ -217,7 +217,7 @@ def optimize(
         sketch = (1.0 - ink).unsqueeze(1).expand(G, 3, size, size)              # white paper, black ink
         images = [sketch.unsqueeze(1)]
         if A:
-            warped = augment.apply(sketch, mats[0]) if S == 1 else augment.apply_each(sketch, mats[streams.index])
+            warped = augment.apply_each(sketch, mats[streams.index])             # each group by its stream's views
             images.append(warped.view(G, A, 3, size, size))
         batch = torch.cat(images, dim=1).reshape(G * (A + 1), 3, size, size)    # (G·(A+1), 3, C, C)
         per_image = loss_fn(batch, targets).view(G, A + 1)                      # (G, A+1)

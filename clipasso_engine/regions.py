@@ -17,18 +17,17 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal, Optional, Sequence
+from typing import TYPE_CHECKING, Optional, Sequence
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
-from .limits import MAX_REGIONS, MAX_VERTICES, REGION_ROLES, RegionRole
+from .limits import MAX_REGIONS, MAX_VERTICES, RegionRole
 
 if TYPE_CHECKING:
     from .image import Canvas
 
-ROLES = REGION_ROLES
 FAR_OUTSIDE = 1.0                 # a vertex may lie up to this many photo long sides beyond an edge
 SUPERSAMPLE = 4                   # sample points per canvas pixel and axis
 AVOID_RAMP = 8.0                  # canvas px: the avoid field grows by 1 every this far inside the zone

@@ -28,9 +28,9 @@ from clipasso_common import (  # noqa: E402
 )
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import new_placeholder, place_hint  # noqa: E402
-from clipasso_limits import MAX_STROKES, PRESET_NAMES  # noqa: E402
+from clipasso_limits import MAX_STROKES, PRESET_NAMES, REGION_ROLES  # noqa: E402
 from clipasso_placement import pixels_to_document, pixels_to_local  # noqa: E402
-from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
+from clipasso_regions import is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
 
 LOCK_CHOICES = ("none", "locked", "unselected")
@@ -112,7 +112,7 @@ class Refine(EngineExtension):
         pars.add_argument("--tab", default="refine", help="the dialog tab that was open (Inkscape sends it; unused)")
         add_engine_arguments(pars, "auto", PRESET_NAMES)
         pars.add_argument("--lock", default="none", choices=LOCK_CHOICES, help="which other strokes stay fixed")
-        pars.add_argument("--region_role", default="avoid", choices=ROLES, help="what selected closed shapes mean")
+        pars.add_argument("--region_role", default="avoid", choices=REGION_ROLES, help="what selected closed shapes mean")
 
     def effect(self):
         shapes = [s for s in region_shapes(self.svg.selection.values()) if is_closed(s) or label_role(s)]

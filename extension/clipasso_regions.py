@@ -23,7 +23,6 @@ import inkex
 from clipasso_limits import MAX_REGIONS, MAX_VERTICES, REGION_ROLES
 from clipasso_placement import composed_transform, pixels_to_document
 
-ROLES = REGION_ROLES
 TOLERANCE = 0.5          # photo pixels between a curve and its polygon
 MIN_AREA = 0.01          # squared photo pixels: a subpath enclosing less (a line) marks nothing
 SHAPES = (inkex.PathElement, inkex.Rectangle, inkex.Circle, inkex.Ellipse, inkex.Polygon)
@@ -36,7 +35,7 @@ def label_role(element: inkex.BaseElement) -> Optional[str]:
     node = element
     while node is not None:
         label = (node.get("inkscape:label") or "").strip().lower()
-        if label in ROLES:
+        if label in REGION_ROLES:
             return label
         node = node.getparent()
     return None
@@ -148,7 +147,7 @@ def clip_to_box(polygon: Sequence[Point], x0: float, y0: float, x1: float, y1: f
 def shape_name(shape: inkex.BaseElement) -> str:
     """How the designer finds the shape: its label, or its id when the label is only a role."""
     label = (shape.get("inkscape:label") or "").strip()
-    if label.lower() in ROLES:
+    if label.lower() in REGION_ROLES:
         label = ""
     return "'{}'".format(label or shape.get("id") or shape.TAG)
 

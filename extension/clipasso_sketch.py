@@ -28,9 +28,9 @@ from clipasso_common import (  # noqa: E402
 )
 from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import add_sketch_placeholder, new_placeholder  # noqa: E402
-from clipasso_limits import PRESET_NAMES  # noqa: E402
+from clipasso_limits import PRESET_NAMES, REGION_ROLES  # noqa: E402
 from clipasso_placement import pixels_to_document  # noqa: E402
-from clipasso_regions import ROLES, is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
+from clipasso_regions import is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
 
 
@@ -85,7 +85,7 @@ class Sketch(EngineExtension):
         add_engine_arguments(pars, "auto", PRESET_NAMES)
         pars.add_argument("--seeds", type=int, default=0, help="random starts, best kept; 0 = the preset's")
         pars.add_argument("--width", type=float, default=3.0, help="stroke width in pixels of the 224-px canvas")
-        pars.add_argument("--region_role", default="subject", choices=ROLES, help="what selected shapes mean")
+        pars.add_argument("--region_role", default="subject", choices=REGION_ROLES, help="what selected shapes mean")
 
     def effect(self):
         image = selected_image(self.svg)
