@@ -90,9 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# Fields whose flag needs a parser of its own (the rest follow from their type); ``mask`` is a
-# flag of ``sketch`` only (it goes with --mask-image), added there.
-_FLAG_TYPES: dict[str, Any] = {}
+# ``mask`` is a flag of ``sketch`` only (it goes with --mask-image), added there.
 _FLAG_METAVARS = {"regions": "FILE.json", "geometric_weights": "STAGE=W,…", "levels": "N,N,…"}
 _NOT_BATCH = {"mask"}
 
@@ -104,7 +102,7 @@ def _add_settings_options(s: argparse.ArgumentParser, skip: Sequence[str] = ()) 
     stays unset and the preset or the field's default fills it)."""
     from .settings import PRESET_FIELDS, SketchSettings
 
-    types = {"levels": _int_list, "regions": _regions_file, "geometric_weights": _stage_weights, **_FLAG_TYPES}
+    types = {"levels": _int_list, "regions": _regions_file, "geometric_weights": _stage_weights}
     for name, field in SketchSettings.model_fields.items():
         if name in skip:
             continue
@@ -186,20 +184,24 @@ def _add_batch_parser(sub: Any) -> None:
                    help="with --ray: CPU cores each sketch holds (default 1; also its torch threads on CPU)")
 
 
-_BATCH_ONLY = {"inputs", "outdir", "png", "json_out", "quiet", "command", "no_download", "ray", "gpus_per_sketch",
-               "cpus_per_sketch"}
 EXIT_FAILED = 1
+RANDOM_WEIGHTS_WARNING = "clipasso: warning: RANDOM CLIP WEIGHTS were used: this is a test of the machinery, not a real sketch"
 
 
-def _settings(args: argparse.Namespace, not_settings: set[str]) -> Any:
-    """The SketchSettings of the flags given (the others are not in ``args``: the preset or the
-    field's default fills them); a bad value is a CliError naming the flag."""
-    from pydantic import ValidationError
-
+def settings_from_args(args: argparse.Namespace) -> Any:
+    """The SketchSettings of the setting flags given (the parsers leave a flag not given out of
+    ``args``: the preset or the field's default fills it). Raises pydantic's ValidationError."""
     from .settings import SketchSettings
 
+    return SketchSettings(**{k: v for k, v in vars(args).items() if k in SketchSettings.model_fields})
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    """:func:`settings_from_args`, a bad value a CliError naming the flag."""
+    from pydantic import ValidationError
+
     try:
-        return SketchSettings(**{k: v for k, v in vars(args).items() if k not in not_settings})
+        return settings_from_args(args)
     except ValidationError as exc:
         raise CliError(_validation_message(exc)) from None
 
@@ -207,7 +209,7 @@ def _settings(args: argparse.Namespace, not_settings: set[str]) -> Any:
 def cmd_batch(args: argparse.Namespace) -> int:
     from .batch import run_batch
 
-    settings = _settings(args, _BATCH_ONLY)
+    settings = _settings(args)
     runner = _ray_runner(args) if hasattr(args, "ray") else None
     if runner is None and (hasattr(args, "gpus_per_sketch") or hasattr(args, "cpus_per_sketch")):
         raise CliError("--gpus-per-sketch and --cpus-per-sketch go with --ray")
@@ -248,7 +250,7 @@ def cmd_batch(args: argparse.Namespace) -> int:
     print(f"batch: {report.count('ok')} sketched, {report.count('skipped')} skipped, {report.failed} failed; "
           f"report {report.path}", file=sys.stderr)
     if report.random_weights:
-        print("clipasso: warning: RANDOM CLIP WEIGHTS were used: this is a test of the machinery, not a real sketch", file=sys.stderr)
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     return EXIT_FAILED if report.failed else 0
 
 
@@ -269,10 +271,6 @@ def _ray_runner(args: argparse.Namespace) -> Any:
     return ray_runner(address, gpus_per_sketch=gpus, cpus_per_sketch=cpus)
 
 
-_SKETCH_ONLY = {"image", "output", "png", "json_out", "quiet", "mask_image", "init_svg", "lock", "command", "no_download",
-                "engine"}
-
-
 def cmd_sketch(args: argparse.Namespace) -> int:
     from .api import sketch
     from .image import load_image, photo_size
@@ -280,12 +278,12 @@ def cmd_sketch(args: argparse.Namespace) -> int:
     from .result import write_all_atomic
     from .svg import svg_to_strokes
 
-    settings = _settings(args, _SKETCH_ONLY)
+    settings = _settings(args)
     image = getattr(args, "image", None) or sample_image()
     output = Path(args.output)
     # a run from --init-svg has one level, whatever the settings say
     planned = _planned_outputs(args, None if getattr(args, "init_svg", None) else settings.stroke_counts)
-    _check_writable(*(path for _, path, _ in planned))
+    _check_writable(*(path for _, path in planned))
     _check_distinct(planned, [("the input photo", image), ("--mask-image", getattr(args, "mask_image", None)),
                               ("--init-svg", getattr(args, "init_svg", None))])
 
@@ -331,15 +329,13 @@ def cmd_sketch(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
 
-    contents = {"-o": lambda _: result.to_svg().encode("utf-8"),
-                "--json": lambda _: json.dumps(result.to_json(), indent=1).encode("utf-8"),
-                "--png": lambda n: result.png_bytes(n)}
-    write_all_atomic([(path, contents[flag](level)) for flag, path, level in planned])
+    write_all_atomic(result.output_files(output, json_path=_path_or_none(getattr(args, "json_out", None)),
+                                         png=_path_or_none(getattr(args, "png", None))))
     e = result.engine
     print(f"wrote {output}: {len(result.strokes)} strokes, seed {result.seed}, loss {result.loss}, "
           f"{e['iterations']} iterations ({e['stopped']}) in {e['seconds']:.1f} s on {e['device']}", file=sys.stderr)
     if result.random_weights:
-        print("clipasso: warning: RANDOM CLIP WEIGHTS were used: this is a test of the machinery, not a real sketch", file=sys.stderr)
+        print(RANDOM_WEIGHTS_WARNING, file=sys.stderr)
     return 0
 
 
@@ -372,29 +368,32 @@ def _sketch_remote(url: str, image: Any, settings: Any, on_progress: Any, init: 
     return SketchResult.from_json(data)
 
 
-def _planned_outputs(args: argparse.Namespace, levels: Optional[list[int]]) -> list[tuple[str, Path, Optional[int]]]:
-    """(option, file, level) of every file ``sketch`` will write; with several ``levels``, ``--png``
-    writes NAME-<strokes>.png for each (None: one level)."""
-    planned: list[tuple[str, Path, Optional[int]]] = [("-o", Path(args.output), None)]
+def _path_or_none(value: Optional[str]) -> Optional[Path]:
+    return Path(value) if value else None
+
+
+def _planned_outputs(args: argparse.Namespace, levels: Optional[list[int]]) -> list[tuple[str, Path]]:
+    """(option, file) of every file ``sketch`` will write for these stroke counts (None: one
+    level), the files of ``SketchResult.output_files``: with several levels, ``--png`` is one
+    file per level."""
+    from .result import level_png_paths
+
+    planned: list[tuple[str, Path]] = [("-o", Path(args.output))]
     if getattr(args, "json_out", None):
-        planned.append(("--json", Path(args.json_out), None))
+        planned.append(("--json", Path(args.json_out)))
     if getattr(args, "png", None):
-        png = Path(args.png)
-        if not levels or len(levels) == 1:
-            planned.append(("--png", png, None))
-        else:
-            planned += [("--png", png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), n) for n in levels]
+        planned += [("--png", path) for path, _ in level_png_paths(Path(args.png), levels or [])]
     return planned
 
 
-def _check_distinct(planned: list[tuple[str, Path, Optional[int]]], inputs: list[tuple[str, Any]]) -> None:
+def _check_distinct(planned: list[tuple[str, Path]], inputs: list[tuple[str, Any]]) -> None:
     """Refuse, before any work, an output that is one of the inputs (it would be overwritten) or
     that another output writes too (one would silently replace the other)."""
-    for i, (flag, path, _) in enumerate(planned):
+    for i, (flag, path) in enumerate(planned):
         for name, src in inputs:
             if src is not None and _same_file(path, Path(src)):
                 raise CliError(f"{flag} {path} is {name} ({src}): it would be overwritten; choose another output name")
-        for other_flag, other, _ in planned[:i]:
+        for other_flag, other in planned[:i]:
             if _same_file(path, other):
                 raise CliError(f"{other_flag} and {flag} both name {path}: give each output its own file name")
 

@@ -139,10 +139,7 @@ class SketchResult:
         if json_path is not None:
             outputs.append((json_path, json.dumps(self.to_json(), indent=1).encode("utf-8")))
         if png is not None:
-            if len(self.levels) == 1:
-                outputs.append((png, self.png_bytes()))
-            else:
-                outputs += [(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), self.png_bytes(n)) for n in self.levels]
+            outputs += [(path, self.png_bytes(n)) for path, n in level_png_paths(png, list(self.levels))]
         return outputs
 
     def to_png(self, path: str | os.PathLike, level: Optional[int] = None) -> None:
@@ -169,6 +166,14 @@ def write_all_atomic(outputs: Sequence[tuple[Path, bytes]]) -> None:
         for tmp in temps:
             if tmp.exists():
                 tmp.unlink()
+
+
+def level_png_paths(png: Path, levels: Sequence[int]) -> list[tuple[Path, Optional[int]]]:
+    """Where the PNG of each level goes, with the level (None: the only one): ``png`` itself for
+    one level, else ``NAME-<strokes>.png`` beside it for each."""
+    if len(levels) <= 1:
+        return [(png, None)]
+    return [(png.with_name(f"{png.stem}-{n}{png.suffix or '.png'}"), n) for n in levels]
 
 
 def _exclusive_sibling(target: Path) -> Path:

@@ -173,12 +173,11 @@ def test_models_command_lists_what_is_missing(tmp_path, capsys, monkeypatch):
 
 
 def test_the_paper_augmentation_flags_reach_the_settings():
-    from clipasso_engine.cli import _SKETCH_ONLY, build_parser
+    from clipasso_engine.cli import build_parser, settings_from_args
     from clipasso_engine.settings import SketchSettings
 
     def settings(*flags: str) -> SketchSettings:
-        args = build_parser().parse_args(["sketch", "-o", "x.svg", *flags])
-        return SketchSettings(**{k: v for k, v in vars(args).items() if k not in _SKETCH_ONLY})
+        return settings_from_args(build_parser().parse_args(["sketch", "-o", "x.svg", *flags]))
 
     s = settings("--preset", "fast", "--aug-passes", "2", "--aug-streams", "seed")
     assert (s.aug_passes, s.aug_streams, s.aug_bank) == (2, "seed", 64)      # explicit flags win, the rest from fast
