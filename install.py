@@ -181,7 +181,7 @@ class Installer:
 
 
 CLIP_WEIGHTS = ("RN101", "ViT-B-32")   # the loss model and the saliency model
-CLIP_WEIGHT_FILES = ("RN101.pt", "ViT-B-32.pt")
+CLIP_WEIGHT_FILES = tuple(name + ".pt" for name in CLIP_WEIGHTS)
 
 
 def engine_importable(python: str) -> bool:
@@ -199,10 +199,7 @@ def set_up_engine(args: argparse.Namespace, inst: Installer) -> Optional[str]:
         if engine_importable(python):
             print("engine: already installed in {}".format(python))
         else:
-            if getattr(args, "torch_index", None):
-                inst.run([python, "-m", "pip", "install", "torch", "torchvision", "--index-url", args.torch_index],
-                         "install torch from {}".format(args.torch_index))
-            inst.run([python, "-m", "pip", "install", str(REPO)], "install the engine into {}".format(python))
+            pip_install_engine(inst, python, args, [], "install the engine into {}".format(python))
         return python
     if sys.version_info < ENGINE_MIN_PYTHON:
         sys.exit(
@@ -219,11 +216,18 @@ def set_up_engine(args: argparse.Namespace, inst: Installer) -> Optional[str]:
         inst.run([sys.executable, "-m", "venv", str(venv)], "create the engine environment")
         if fresh:
             inst.own("trees", venv)
-    if getattr(args, "torch_index", None):   # e.g. PyTorch's CPU-only builds: a few hundred MB instead of several GB
-        inst.run([str(python), "-m", "pip", "install", "--upgrade", "torch", "torchvision", "--index-url", args.torch_index],
-                 "install torch from {}".format(args.torch_index))
-    inst.run([str(python), "-m", "pip", "install", "--upgrade", str(REPO)], "install the engine (torch and all)")
+    pip_install_engine(inst, str(python), args, ["--upgrade"], "install the engine (torch and all)")
     return str(python)
+
+
+def pip_install_engine(inst: Installer, python: str, args: argparse.Namespace, flags: List[str], what: str) -> None:
+    """pip-install the engine into ``python`` (with pip ``flags``), torch first from
+    ``--torch-index`` when given (e.g. PyTorch's CPU-only builds: a few hundred MB instead of
+    several GB)."""
+    if getattr(args, "torch_index", None):
+        inst.run([python, "-m", "pip", "install", *flags, "torch", "torchvision", "--index-url", args.torch_index],
+                 "install torch from {}".format(args.torch_index))
+    inst.run([python, "-m", "pip", "install", *flags, str(REPO)], what)
 
 
 def fetch_weights(python: str, inst: Installer) -> Optional[str]:

@@ -29,11 +29,11 @@ import urllib.request
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 try:  # inside the engine package
-    from .config_folder import APP_NAME, config_dir, platform_config_dir
+    from .config_folder import config_dir, platform_config_dir
     from .errors import ClipassoError, EngineUnreachable, NotAnEngine
     from .limits import MAX_REQUEST_BYTES
 except ImportError:  # the copies beside the Inkscape extension (install.py)
-    from clipasso_config_folder import APP_NAME, config_dir, platform_config_dir  # type: ignore[no-redef]
+    from clipasso_config_folder import config_dir, platform_config_dir  # type: ignore[no-redef]
     from clipasso_errors import ClipassoError, EngineUnreachable, NotAnEngine  # type: ignore[no-redef]
     from clipasso_limits import MAX_REQUEST_BYTES  # type: ignore[no-redef]
 

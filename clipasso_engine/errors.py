@@ -66,7 +66,3 @@ class NotAnEngine(ClipassoError):
     """Something answers at the engine URL, but it is not a clipasso engine."""
 
     kind = "not_an_engine"
-
-
-KINDS = {c.kind: c for c in (ClipassoError, SettingsError, ImageError, SvgError, WeightsError, DeviceError,
-                             EngineUnreachable, NotAnEngine)}

@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from extension_support import (  # noqa: E402
-    kill_engine, picture_workspace, run_inkscape, write_preferences,
+    installed_client, kill_engine, picture_workspace, run_inkscape, write_preferences,
 )
 
 NS = "{http://clipasso.org/ns/1.0}"
@@ -41,7 +41,7 @@ def export_png(svg: Path, png: Path, env: dict) -> None:
 
 def main() -> None:
     setup, doc = picture_workspace(np.asarray(Image.fromarray(data.chelsea()).resize((300, 225))))
-    root, profile, config, env, url = doc.parent, setup["profile"], setup["config"], setup["env"], setup["url"]
+    root, profile, config, env = doc.parent, setup["profile"], setup["config"], setup["env"]
     try:
         write_preferences(profile, "org.clipasso.sketch", {"strokes": 16, "iterations": 60, "preset": "fast",
                                                            "seed": 3, "open_preview": "false", "background": "true"})
@@ -50,11 +50,8 @@ def main() -> None:
         assert run.returncode == 0, run.stderr
         export_png(pending, root / "pending.png", env)
 
-        sys.path.insert(0, str(profile / "extensions" / "clipasso"))
-        import clipasso_client
-
         holder = next(el for el in etree.parse(str(pending)).getroot().iter() if el.get(NS + "job"))
-        client = clipasso_client.EngineClient(url, clipasso_client.read_token(str(config)))
+        client = installed_client(setup)
         while client.status(holder.get(NS + "job"), preview=False)["state"] not in ("done", "failed", "cancelled"):
             time.sleep(1)
         inserted = root / "inserted.svg"

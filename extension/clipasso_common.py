@@ -19,10 +19,11 @@ import inkex
 
 from clipasso_client import (DEFAULT_URL, EngineClient, EngineError, EngineUnavailable, JobFailed, NotAnEngineError,
                              config_dir, read_token)
+from clipasso_config_folder import CONFIG_FILE
 from clipasso_errors import WeightsError
+from clipasso_image import ImageReadError, display_size, read_image_bytes
 from clipasso_limits import MAX_SEED
 
-CONFIG_FILE = "config.json"
 ENGINE_LOG = "engine.log"
 EXTENSION_LOG = "extension.log"   # tracebacks of internal errors (stderr would open a dialog)
 ENGINE_PID = "engine.pid"
@@ -503,9 +504,15 @@ def common_settings(options: Any) -> Dict[str, Any]:
 def failure_message(kind: Optional[str], error: str, detail: Dict[str, Any]) -> str:
     """Why a job failed, for the designer: by the engine's error kind (``clipasso_errors``),
     never by its message text. Missing weights get their own words: no flags, no settings."""
+    return weights_reason(kind, detail) or "The engine could not make the sketch: {}".format(error)
+
+
+def weights_reason(kind: Optional[str], detail: Dict[str, Any]) -> Optional[str]:
+    """The designer's words for a job that failed for missing model files (its error ``kind``
+    and ``detail`` say so), else None."""
     if kind == WeightsError.kind and detail.get("missing"):
         return weights_missing(detail["missing"], str(detail.get("folder") or ""))
-    return "The engine could not make the sketch: {}".format(error)
+    return None
 
 
 def weights_missing(files: Sequence[str], folder: str) -> str:
@@ -610,6 +617,15 @@ class EngineExtension(inkex.EffectExtension):
 
     def add_arguments(self, pars):
         pars.add_argument("--engine_url", default="", help="engine URL; empty: the one install.py configured")
+
+    def read_photo(self, image: inkex.Image) -> Tuple[bytes, Tuple[int, int]]:
+        """The photo's file bytes and its size in the engine's pixels (the upright picture); an
+        unreadable photo ends the run with what is wrong."""
+        try:
+            data, _ = read_image_bytes(image, self.options.input_file)
+            return data, display_size(data)
+        except ImageReadError as exc:
+            raise inkex.AbortExtension(str(exc))
 
     def engine_url(self, config: Config) -> str:
         return (self.options.engine_url or "").strip().rstrip("/") or config.engine_url

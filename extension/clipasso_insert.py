@@ -26,10 +26,9 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError, EngineUnavailable  # noqa: E402
-from clipasso_common import Config, connect, is_local, weights_missing  # noqa: E402
-from clipasso_errors import WeightsError  # noqa: E402
+from clipasso_common import Config, connect, is_local, weights_reason  # noqa: E402
 from clipasso_jobs import doing, pending_label, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
-from clipasso_placement import composed_transform, pixels_to_local  # noqa: E402
+from clipasso_placement import composed_transform, pixels_to_document  # noqa: E402
 from clipasso_strokes import add_level_layers, replace_path_strokes  # noqa: E402
 
 
@@ -120,9 +119,7 @@ class Insert(inkex.EffectExtension):
                 outcome.changed = True
             return
         if state == "failed":
-            detail = status.get("error_detail") or {}
-            missing = status.get("error_kind") == WeightsError.kind and detail.get("missing")
-            reason = weights_missing(detail["missing"], str(detail.get("folder") or "")) if missing else None
+            reason = weights_reason(status.get("error_kind"), status.get("error_detail") or {})
             self.give_up(element, "failed", reason or status.get("error") or "no reason given", outcome)
             return
         result = self.fetch(client, job, status)
@@ -188,6 +185,8 @@ class Insert(inkex.EffectExtension):
         (refined,) = result["levels"].values()
         ids = (clipasso_ns.get(element, clipasso_ns.REPLACES) or "").split()
         counts = stroke_slices(element)
+        # photo pixels → document: over the photo where it is now, else where it was
+        to_document = pixels_to_document(image, result["width"], result["height"]) if image is not None else placement
         start, missing = 0, 0
         for path_id, count in zip(ids, counts):
             mine, start = refined[start : start + count], start + count
@@ -195,11 +194,7 @@ class Insert(inkex.EffectExtension):
             if not isinstance(path, inkex.PathElement):
                 missing += 1
                 continue
-            if image is not None:
-                to_local = pixels_to_local(image, result["width"], result["height"], path)
-            else:
-                to_local = -composed_transform(path) @ placement
-            replace_path_strokes(path, mine, to_local)
+            replace_path_strokes(path, mine, -composed_transform(path) @ to_document)
         if missing:
             outcome.problems.append("{} of the refined paths were deleted meanwhile; their strokes were left out.".format(missing))
 

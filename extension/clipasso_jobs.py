@@ -160,7 +160,7 @@ def place_hint(layer: inkex.BaseElement, placement: inkex.Transform) -> None:
         group.set("transform", str(-composed_transform(layer) @ placement))
 
 
-def add_sketch_placeholder(svg, image, layer: inkex.Layer, placement: inkex.Transform) -> None:
+def add_sketch_placeholder(image, layer: inkex.Layer, placement: inkex.Transform) -> None:
     """Put a Sketch placeholder right above the photo (where the sketch layers will go)."""
     layer_anchor(image).addnext(layer)
     place_hint(layer, placement)

@@ -26,11 +26,10 @@ from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, submit_job,
     wait_for_result,
 )
-from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import new_placeholder, place_hint  # noqa: E402
 from clipasso_limits import MAX_STROKES, PRESET_NAMES, REGION_ROLES  # noqa: E402
 from clipasso_placement import pixels_to_document, pixels_to_local  # noqa: E402
-from clipasso_regions import is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
+from clipasso_regions import marking_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import SOURCE_ATTRIBUTE, is_layer, path_strokes, replace_path_strokes  # noqa: E402
 
 LOCK_CHOICES = ("none", "locked", "unselected")
@@ -115,16 +114,12 @@ class Refine(EngineExtension):
         pars.add_argument("--region_role", default="avoid", choices=REGION_ROLES, help="what selected closed shapes mean")
 
     def effect(self):
-        shapes = [s for s in region_shapes(self.svg.selection.values()) if is_closed(s) or label_role(s)]
+        shapes = marking_shapes(self.svg.selection.values())
         moving = [p for p in self.svg.selection.get(inkex.PathElement) if p not in shapes]
         if not moving:
             raise inkex.AbortExtension("Select the strokes (paths) to refine first, then run Refine selected strokes again.")
         image = source_image(self.svg, moving)
-        try:
-            data, _ = read_image_bytes(image, self.options.input_file)
-            width, height = display_size(data)  # the engine's pixels: the upright picture
-        except ImageReadError as exc:
-            raise inkex.AbortExtension(str(exc))
+        data, (width, height) = self.read_photo(image)
 
         fixed = [p for p in fixed_paths(moving, self.options.lock) if p not in shapes]
         strokes, owners = [], []

@@ -62,6 +62,11 @@ def region_shapes(selected: Iterable[inkex.BaseElement]) -> List[inkex.BaseEleme
     return found
 
 
+def marking_shapes(selected: Iterable[inkex.BaseElement]) -> List[inkex.BaseElement]:
+    """The selected shapes that mark regions: closed ones, and any labelled with a role."""
+    return [s for s in region_shapes(selected) if is_closed(s) or label_role(s)]
+
+
 def _in_defs(node: inkex.BaseElement) -> bool:
     return any(isinstance(a, (inkex.Defs, inkex.ClipPath)) for a in node.iterancestors())
 

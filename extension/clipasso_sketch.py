@@ -26,11 +26,10 @@ from clipasso_common import (  # noqa: E402
     Config, EngineExtension, add_engine_arguments, check_result_size, common_settings, connect, submit_job,
     wait_for_result, with_configured_models,
 )
-from clipasso_image import ImageReadError, display_size, read_image_bytes  # noqa: E402
 from clipasso_jobs import add_sketch_placeholder, new_placeholder  # noqa: E402
 from clipasso_limits import PRESET_NAMES, REGION_ROLES  # noqa: E402
 from clipasso_placement import pixels_to_document  # noqa: E402
-from clipasso_regions import is_closed, label_role, region_shapes, regions_from_shapes  # noqa: E402
+from clipasso_regions import marking_shapes, regions_from_shapes  # noqa: E402
 from clipasso_strokes import add_level_layers  # noqa: E402
 
 
@@ -90,12 +89,8 @@ class Sketch(EngineExtension):
     def effect(self):
         image = selected_image(self.svg)
         settings = sketch_settings(self.options)
-        try:
-            data, _ = read_image_bytes(image, self.options.input_file)
-            shown = display_size(data)
-        except ImageReadError as exc:
-            raise inkex.AbortExtension(str(exc))
-        shapes = [s for s in region_shapes(self.svg.selection.values()) if is_closed(s) or label_role(s)]
+        data, shown = self.read_photo(image)
+        shapes = marking_shapes(self.svg.selection.values())
         if shapes:
             settings["regions"] = regions_from_shapes(shapes, image, shown[0], shown[1], self.options.region_role)
         config = Config.load()
@@ -109,7 +104,7 @@ class Sketch(EngineExtension):
             return
         placement = pixels_to_document(image, shown[0], shown[1])
         layer = new_placeholder(self.svg, "sketch", job, url, settings, image, shown, placement, (0, 0, shown[0], shown[1]))
-        add_sketch_placeholder(self.svg, image, layer, placement)
+        add_sketch_placeholder(image, layer, placement)
 
 
 if __name__ == "__main__":

@@ -86,11 +86,10 @@ def score_text(score: object) -> Optional[str]:
     return "{:.4f}".format(score)
 
 
-def mark_sketch_layer(layer: inkex.BaseElement, result: Dict, settings: Optional[Dict], job: Optional[str]) -> None:
+def mark_sketch_layer(layer: inkex.BaseElement, result: Dict, settings: Dict, job: Optional[str]) -> None:
     """What a sketch layer keeps so it can be rerun or varied: the settings sent, the seed, the
     job, and the engine's version and models (``clipasso:*`` attributes)."""
     engine = result.get("engine") or {}
-    settings = dict(settings if settings is not None else engine.get("settings") or {})
     clipasso_ns.put(layer, clipasso_ns.SETTINGS, settings)
     clipasso_ns.put(layer, clipasso_ns.SEED, settings.get("seed", result.get("seed")))
     clipasso_ns.put(layer, clipasso_ns.JOB, job)
@@ -137,7 +136,7 @@ def add_level_layers(
         layer = inkex.Layer.new(level_label(int(count), sent.get("seed", info.get("seed")), random_weights, cancelled))
         layer.set("id", svg.get_unique_id("clipasso{}-".format(count)))
         layer.set(SOURCE_ATTRIBUTE, image_id)
-        mark_sketch_layer(layer, result, settings, job)
+        mark_sketch_layer(layer, result, sent, job)
         score = score_text(info.get("clip_score"))
         clipasso_ns.put(layer, clipasso_ns.SCORE, score)
         description = "CLIPasso sketch of #{}: {} strokes, best seed {}, loss {}".format(

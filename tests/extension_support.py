@@ -4,6 +4,8 @@ temporary Inkscape profile, and running the extension the fast way or in real In
 from __future__ import annotations
 
 import base64
+import importlib
+import importlib.util
 import io
 import json
 import os
@@ -15,7 +17,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 import pytest
@@ -43,16 +45,23 @@ def import_extension_modules() -> None:
     sys.modules.setdefault("clipasso_limits", clipasso_engine.limits)
 
 
-# the engine modules install.py copies beside the extension, under the names the extension imports
-SHARED_COPIES = {"clipasso_client": "clipasso_engine.client", "clipasso_config_folder": "clipasso_engine.config_folder",
-                 "clipasso_errors": "clipasso_engine.errors", "clipasso_limits": "clipasso_engine.limits"}
+def _load_install() -> Any:
+    """install.py as a module (it is a script beside the package, not part of it)."""
+    spec = importlib.util.spec_from_file_location("install_for_tests", REPO / "install.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+install = _load_install()
+SHARED = install.SHARED          # engine module file -> the name of its copy beside the extension
+# the engine modules install.py copies beside the extension, by the names the extension imports them
+SHARED_COPIES = {copy[: -len(".py")]: "clipasso_engine." + source[: -len(".py")] for source, copy in SHARED.items()}
 
 
 def use_engine_modules_as_copies(monkeypatch) -> None:
     """Make the extension's ``import clipasso_client`` (and the other shared copies) find the
     engine's own modules, as an installed extension finds their copies."""
-    import importlib
-
     for name, module in SHARED_COPIES.items():
         monkeypatch.setitem(sys.modules, name, importlib.import_module(module))
 
@@ -81,6 +90,22 @@ def data_uri(data: bytes, mime: str = "image/png", wrap: int = 0) -> str:
     if wrap:
         text = "\n".join(text[i : i + wrap] for i in range(0, len(text), wrap))
     return f"data:{mime};base64,{text}"
+
+
+IMAGE_BOX = (20, 30, 160, 120)    # the photo of framed_document: small_photo()'s 64×48 px at 2.5 user units per pixel
+
+
+def framed_document(href: str) -> str:
+    """The extension tests' document: layer1 (moved by translate(5 7)) holds a frame, the photo
+    img1 from ``href`` at ``IMAGE_BOX`` and a caption; layer2 a circle."""
+    x, y, w, h = IMAGE_BOX
+    return svg_document(
+        '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photo" transform="translate(5 7)">'
+        '<rect id="frame" x="10" y="20" width="180" height="140" style="fill:none;stroke:#888"/>'
+        f'<image id="img1" x="{x}" y="{y}" width="{w}" height="{h}" xlink:href="{href}"/>'
+        '<text id="caption" x="20" y="175">cat</text></g>'
+        '<g id="layer2" inkscape:groupmode="layer" inkscape:label="Notes"><circle id="c1" cx="5" cy="5" r="3"/></g>'
+    )
 
 
 def photo_document(pixels: np.ndarray, extra: str = "") -> str:

@@ -7,7 +7,6 @@ folder as the engine (platformdirs) on every platform, and fail with clear error
 from __future__ import annotations
 
 import ast
-import importlib.util
 import http.server
 import socket
 import subprocess
@@ -25,13 +24,10 @@ from platformdirs.windows import Windows
 
 from clipasso_engine import client
 from clipasso_engine.server.auth import config_dir as engine_config_dir
+from extension_support import SHARED
 
 CLIENT = Path(client.__file__)
 REPO = CLIENT.parents[1]
-_spec = importlib.util.spec_from_file_location("install_for_tests", REPO / "install.py")
-install = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(install)
-SHARED = install.SHARED          # engine module -> the name of its copy beside the extension
 
 
 @pytest.mark.parametrize("source", sorted(SHARED))

@@ -29,8 +29,9 @@ import pytest
 from lxml import etree
 
 from extension_support import (
-    ABORT_STATUS, data_uri, engine_pid, install_for_tests, installed_client, kill_engine, needs_inkscape,
-    needs_inkscape_python, png_bytes, run_fast, run_inkscape, running, small_photo, svg_document, write_preferences,
+    ABORT_STATUS, IMAGE_BOX, data_uri, engine_pid, framed_document, install_for_tests, installed_client,
+    kill_engine, needs_inkscape, needs_inkscape_python, png_bytes, run_fast, run_inkscape, running, small_photo,
+    write_preferences,
 )
 
 pytestmark = [needs_inkscape_python]
@@ -39,7 +40,6 @@ SVG = "{http://www.w3.org/2000/svg}"
 INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
 NS = "{http://clipasso.org/ns/1.0}"
 PHOTO_W, PHOTO_H = 64, 48
-IMAGE_BOX = (20, 30, 160, 120)    # 64×48 px at 2.5 user units per pixel
 MOVE = "rotate(30 100 90) translate(10 -5)"
 
 
@@ -48,14 +48,7 @@ def photo() -> np.ndarray:
 
 
 def document() -> str:
-    x, y, w, h = IMAGE_BOX
-    return svg_document(
-        '<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photo" transform="translate(5 7)">'
-        '<rect id="frame" x="10" y="20" width="180" height="140" style="fill:none;stroke:#888"/>'
-        f'<image id="img1" x="{x}" y="{y}" width="{w}" height="{h}" xlink:href="{data_uri(png_bytes(photo()), wrap=76)}"/>'
-        '<text id="caption" x="20" y="175">cat</text></g>'
-        '<g id="layer2" inkscape:groupmode="layer" inkscape:label="Notes"><circle id="c1" cx="5" cy="5" r="3"/></g>'
-    )
+    return framed_document(data_uri(png_bytes(photo()), wrap=76))
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +59,6 @@ def setup(tmp_path_factory):
     kill_engine(setup["config"])
 
 
-client = installed_client    # a client of the module's engine: the installed copy, as the extension uses
 
 
 def fast(setup, script: str, args: list, doc: Path, out: Path):
@@ -115,7 +107,7 @@ def wait_for(setup, job: str, states=("done",), timeout: float = 600, until=None
     """Poll the job until it is in one of ``states`` (or ``until(status)`` holds)."""
     deadline = time.monotonic() + timeout
     while True:
-        status = client(setup).status(job, preview=False)
+        status = installed_client(setup).status(job, preview=False)
         if (until(status) if until else status["state"] in states) or time.monotonic() > deadline:
             return status
         if status["state"] in ("done", "failed", "cancelled") and not until:
@@ -244,7 +236,7 @@ def test_background_sketch_then_insert_over_the_regrouped_photo(setup, tmp_path)
     assert layer.get(INKSCAPE + "label") == "4 strokes · seed 11 · CLIPasso · random weights"
     assert layer.get(NS + "seed") == "11" and json.loads(layer.get(NS + "settings"))["seed"] == 11
     assert layer.get(NS + "clip") == "random:tiny-RN" and layer.get(NS + "engine-version")
-    result = client(setup).result(job)
+    result = installed_client(setup).result(job)
     assert -1 <= result["level_info"]["4"]["clip_score"] <= 1
     assert layer.get(NS + "score") == "{:.4f}".format(result["level_info"]["4"]["clip_score"])
     check_strokes_over(layer, result, matrix(MOVE) @ pixel_placement())
@@ -273,7 +265,7 @@ def test_engine_killed_mid_job_resumes_and_insert_places_over_the_moved_photo(se
     run = inkscape(setup, moved, first, "", "org.clipasso.insert", {})   # starts the engine; the job resumes
     assert run.returncode == 0, run.stderr
     assert engine_pid(setup["config"]) != pid and running(engine_pid(setup["config"]))
-    resumed = client(setup).status(job, preview=False)
+    resumed = installed_client(setup).status(job, preview=False)
     assert resumed["resumed_from"] is not None and 0 < resumed["resumed_from"] <= killed_at, resumed
     assert resumed["iteration"] >= resumed["resumed_from"]
     out = first
@@ -287,7 +279,7 @@ def test_engine_killed_mid_job_resumes_and_insert_places_over_the_moved_photo(se
         assert run.returncode == 0, run.stderr
     layer = the_inserted_layer(out)
     assert layer.getparent().get("id") == "layer1"
-    check_strokes_over(layer, client(setup).result(job), matrix("translate(5 7)") @ matrix(MOVE) @ pixel_placement())
+    check_strokes_over(layer, installed_client(setup).result(job), matrix("translate(5 7)") @ matrix(MOVE) @ pixel_placement())
     assert everything_else(out) == everything_else(moved)
 
 
@@ -329,7 +321,7 @@ def test_background_refine_redraws_the_edited_paths_in_place(setup, tmp_path):
         if ident not in moving:
             assert d == before[ident][0]
     # each moved path is its refined stroke, on the photo (layer1: translate(5 7))
-    (strokes,) = client(setup).result(job)["levels"].values()
+    (strokes,) = installed_client(setup).result(job)["levels"].values()
     for ident, stroke in zip(holder.get(NS + "replaces").split(), strokes):   # one segment, one stroke each
         path = by_id(layer.getroottree().getroot(), ident)
         assert np.allclose(path_numbers(path), apply(np.linalg.inv(composed(path)) @ matrix("translate(5 7)") @ pixel_placement(),
@@ -352,7 +344,7 @@ def test_placeholder_keeps_what_insert_needs_in_our_namespace(setup, tmp_path):
     assert settings["levels"] == [2, 3] and 1 <= settings["seed"] <= 2**31 - 1
     assert holder.get(NS + "seed") == str(settings["seed"]) and holder.get(NS + "image") == "img1"
     assert holder.get(NS + "engine") == setup["url"] and holder.get(NS + "size") == f"{PHOTO_W} {PHOTO_H}"
-    assert client(setup).status(job, preview=False)["id"] == job
+    assert installed_client(setup).status(job, preview=False)["id"] == job
     # the stored placement is the photo's pixels → document, and the dashed frame covers the photo
     expected = matrix("translate(5 7)") @ pixel_placement()
     assert np.allclose(matrix(holder.get(NS + "placement")), expected)
@@ -361,7 +353,7 @@ def test_placeholder_keeps_what_insert_needs_in_our_namespace(setup, tmp_path):
                (float(frame.get("x")) + float(frame.get("width")), float(frame.get("y")) + float(frame.get("height")))]
     assert np.allclose(apply(composed(frame), corners), apply(expected, [(0, 0), (PHOTO_W, PHOTO_H)]))
     assert everything_else(placed) == everything_else(tmp_path / "in.svg")
-    client(setup).cancel(job)
+    installed_client(setup).cancel(job)
 
 
 def test_applying_twice_gives_two_sketches_and_a_seed_gives_the_same_again(setup, tmp_path):
@@ -399,7 +391,7 @@ def test_deleted_photo_gets_its_strokes_where_it_was(setup, tmp_path):
     assert placeholders(root) == []
     (layer,) = sketch_layers(root)
     assert layer.getparent().get("id") == "layer1" and layer.get("data-clipasso-image") == "img1"
-    check_strokes_over(layer, client(setup).result(job), matrix("translate(5 7)") @ pixel_placement())
+    check_strokes_over(layer, installed_client(setup).result(job), matrix("translate(5 7)") @ pixel_placement())
     assert everything_else(out) == everything_else(gone)
 
 
@@ -424,14 +416,14 @@ def test_still_running_updates_the_label_and_says_how_long(setup, tmp_path):
         assert wait_for(setup, job, states=("cancelled",))["state"] == "cancelled"
         assert not (tmp_path / "status.svg").exists()
     finally:
-        client(setup).cancel(job) if client(setup).status(job, preview=False)["state"] in ("queued", "running") else None
+        installed_client(setup).cancel(job) if installed_client(setup).status(job, preview=False)["state"] in ("queued", "running") else None
 
 
 def test_failed_and_lost_jobs_are_reported_and_the_document_stays_consistent(setup, tmp_path):
     placed, job = fast_background_sketch(setup, tmp_path)
     wait_for(setup, job)
     # a job that fails in the engine (no RN101.pt on this machine), and one it never had
-    failing = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": "RN101"})
+    failing = installed_client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 2, "clip": "RN101"})
     assert wait_for(setup, failing)["state"] == "failed"
 
     def two_more(root):
@@ -478,7 +470,7 @@ def test_cancelled_job_inserts_its_best_strokes_so_far_marked_cancelled(setup, t
     """Durable engine: a cancelled job keeps its best strokes so far."""
     placed, job = fast_background_sketch(setup, tmp_path, strokes=3, iterations=5000, seed=9)
     wait_for(setup, job, until=lambda s: s["state"] == "running" and s["iteration"] >= 2)
-    client(setup).cancel(job)
+    installed_client(setup).cancel(job)
     assert wait_for(setup, job, states=("cancelled",))["state"] == "cancelled"
     out = tmp_path / "out.svg"
     run = fast(setup, "clipasso_insert.py", [], placed, out)
@@ -488,7 +480,7 @@ def test_cancelled_job_inserts_its_best_strokes_so_far_marked_cancelled(setup, t
     (layer,) = sketch_layers(root)
     assert layer.get(INKSCAPE + "label") == "3 strokes · seed 9 · CLIPasso · cancelled · random weights"
     assert layer.get(NS + "stopped") == "cancelled"
-    check_strokes_over(layer, client(setup).result(job), matrix("translate(5 7)") @ pixel_placement())
+    check_strokes_over(layer, installed_client(setup).result(job), matrix("translate(5 7)") @ pixel_placement())
     assert everything_else(out) == everything_else(placed)
 
 
@@ -531,7 +523,7 @@ def test_engine_status_restarts_only_an_engine_it_started(setup, tmp_path):
     finally:
         record.write_text(kept)
     assert "was not started by Inkscape on this computer" in foreign and "Stop the engine" in foreign, foreign
-    assert running(pid) and client(setup).health()["pid"] == pid
+    assert running(pid) and installed_client(setup).health()["pid"] == pid
 
 
 def test_restart_the_engine_from_engine_status(setup, tmp_path):
@@ -541,7 +533,7 @@ def test_restart_the_engine_from_engine_status(setup, tmp_path):
     set_models(setup, MODELS_A)
     try:
         assert "Restart the engine" not in engine_status(setup, tmp_path)   # (starts the engine if none runs)
-        old = client(setup).health()
+        old = installed_client(setup).health()
         assert engine_models(old) == MODELS_A and old["pid"] == engine_pid(setup["config"])
         _, job = fast_background_sketch(setup, tmp_path, strokes=3, iterations=5000, seed=4)
         checkpoint = setup["config"] / "jobs" / job / "checkpoint.pt"     # written every second (setup)
@@ -554,7 +546,7 @@ def test_restart_the_engine_from_engine_status(setup, tmp_path):
         assert "The CLIPasso engine was restarted with the models in" in text and "Unfinished sketches go on" in text
         assert "Models: random:RN50 (loss), random:tiny-ViT (start points)." in text and "asks for" not in text, text
         assert not running(old["pid"])
-        new = client(setup).health()                                      # real HTTP: a new process, models B
+        new = installed_client(setup).health()                                      # real HTTP: a new process, models B
         assert new["pid"] != old["pid"] and new["pid"] == engine_pid(setup["config"]) and running(new["pid"])
         assert engine_models(new) == MODELS_B and new["uptime_s"] < old["uptime_s"] + 60
 
@@ -571,25 +563,25 @@ def test_sketch_restarts_an_idle_engine_with_the_models_of_config_json(setup, tm
     config.json's models first, and the new sketch is made with them."""
     set_models(setup, MODELS_B)
     engine_status(setup, tmp_path)
-    if engine_models(client(setup).health()) != MODELS_B:   # run alone: the engine still has the module's models
+    if engine_models(installed_client(setup).health()) != MODELS_B:   # run alone: the engine still has the module's models
         engine_status(setup, tmp_path, "--action=restart")
     set_models(setup, MODELS_A)
     try:
         pid = engine_pid(setup["config"])
-        busy = client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 5000, **MODELS_A})
+        busy = installed_client(setup).submit(png_bytes(photo()), {"strokes": 2, "iterations": 5000, **MODELS_A})
         fast_background_sketch(setup, tmp_path)
-        assert engine_pid(setup["config"]) == pid and engine_models(client(setup).health()) == MODELS_B
-        assert client(setup).status(busy, preview=False)["state"] in ("queued", "running")
-        client(setup).cancel_all()
-        health = wait_until(lambda: (h := client(setup).health())["running"] + h["queued"] == 0 and h)
+        assert engine_pid(setup["config"]) == pid and engine_models(installed_client(setup).health()) == MODELS_B
+        assert installed_client(setup).status(busy, preview=False)["state"] in ("queued", "running")
+        installed_client(setup).cancel_all()
+        health = wait_until(lambda: (h := installed_client(setup).health())["running"] + h["queued"] == 0 and h)
         assert health and health["pid"] == pid
 
         _, job = submit_background_sketch(setup, tmp_path, seed=3)
         assert not running(pid)
-        health = client(setup).health()
+        health = installed_client(setup).health()
         assert health["pid"] == engine_pid(setup["config"]) != pid and engine_models(health) == MODELS_A
         assert wait_for(setup, job)["state"] == "done"
-        assert client(setup).result(job)["engine"]["clip"] == "random:tiny-RN"
+        assert installed_client(setup).result(job)["engine"]["clip"] == "random:tiny-RN"
     finally:
         set_models(setup, {})
         cancel_everything(setup)
@@ -598,7 +590,7 @@ def test_sketch_restarts_an_idle_engine_with_the_models_of_config_json(setup, tm
 def cancel_everything(setup) -> None:
     """Best effort, after a test: no sketch of it keeps the engine busy."""
     try:
-        client(setup).cancel_all()
+        installed_client(setup).cancel_all()
     except Exception:  # noqa: BLE001 - the engine may be down when the test failed
         pass
 
@@ -631,4 +623,4 @@ def test_stop_the_engine_from_engine_status(setup, tmp_path):
     # Restart the engine with none running starts one (stopped by the module's teardown)
     started = engine_status(setup, tmp_path, "--action=restart")
     assert "No CLIPasso engine was running; it is started now.\nThe CLIPasso engine " in started, started
-    assert engine_pid(setup["config"]) != pid and client(setup).health()["pid"] == engine_pid(setup["config"])
+    assert engine_pid(setup["config"]) != pid and installed_client(setup).health()["pid"] == engine_pid(setup["config"])

@@ -21,9 +21,9 @@ import pytest
 from lxml import etree
 
 from extension_support import (
-    ABORT_STATUS, data_uri, engine_pid, free_port, install_for_tests, installed_client, installed_client_module,
-    kill_engine, needs_inkscape, needs_inkscape_python, png_bytes, run_fast, run_inkscape, running, svg_document,
-    write_preferences,
+    ABORT_STATUS, IMAGE_BOX, data_uri, engine_pid, framed_document, free_port, install_for_tests, installed_client,
+    installed_client_module, kill_engine, needs_inkscape, needs_inkscape_python, png_bytes, run_fast, run_inkscape,
+    running, small_photo, write_preferences,
 )
 
 pytestmark = [needs_inkscape_python]
@@ -33,29 +33,6 @@ INKSCAPE = "{http://www.inkscape.org/namespaces/inkscape}"
 XLINK_HREF = "{http://www.w3.org/1999/xlink}href"
 CLIPASSO_NS = "{http://clipasso.org/ns/1.0}"
 # the photo sits at x=20, y=30, 160×120 user units, inside a transformed layer
-IMAGE_BOX = (20, 30, 160, 120)
-LAYER_TRANSFORM = "translate(5 7)"
-
-
-def photo() -> np.ndarray:
-    """A dark square and a bar on white: something for the saliency map to find."""
-    pixels = np.full((48, 64, 3), 255, np.uint8)
-    pixels[12:36, 20:44] = 30
-    pixels[40:44, 4:60] = 90
-    return pixels
-
-
-def document(href: str) -> str:
-    x, y, w, h = IMAGE_BOX
-    return svg_document(
-        f'<g id="layer1" inkscape:groupmode="layer" inkscape:label="Photo" transform="{LAYER_TRANSFORM}">'
-        f'<rect id="frame" x="10" y="20" width="180" height="140" style="fill:none;stroke:#888"/>'
-        f'<image id="img1" x="{x}" y="{y}" width="{w}" height="{h}" xlink:href="{href}"/>'
-        f'<text id="caption" x="20" y="175">cat</text></g>'
-        f'<g id="layer2" inkscape:groupmode="layer" inkscape:label="Notes"><circle id="c1" cx="5" cy="5" r="3"/></g>'
-    )
-
-
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """install.py into a temporary Inkscape profile and config dir, engine on an unused port."""
@@ -119,7 +96,7 @@ def check_sketch(in_svg: Path, out_svg: Path, counts: list[int]) -> list:
 def test_sketch_embedded_image_in_inkscape(setup, tmp_path):
     """Extension starts the engine, two abstraction levels → two layers."""
     in_svg, out_svg = tmp_path / "in.svg", tmp_path / "out.svg"
-    in_svg.write_text(document(data_uri(png_bytes(photo()), wrap=76)))
+    in_svg.write_text(framed_document(data_uri(png_bytes(small_photo()), wrap=76)))
     write_preferences(setup["profile"], "org.clipasso.sketch",
                       {"levels": "2,3", "iterations": 3, "preset": "fast", "open_preview": "false", "background": "false"})
     out = run_inkscape(in_svg, f"select-by-id:img1;org.clipasso.sketch.noprefs;export-filename:{out_svg};export-do", setup["env"], tmp_path)
@@ -135,9 +112,9 @@ def test_sketch_embedded_image_in_inkscape(setup, tmp_path):
 @needs_inkscape
 def test_sketch_linked_image_in_inkscape_reuses_the_engine(setup, tmp_path):
     (tmp_path / "photos").mkdir()
-    (tmp_path / "photos" / "cat.png").write_bytes(png_bytes(photo()))
+    (tmp_path / "photos" / "cat.png").write_bytes(png_bytes(small_photo()))
     in_svg, out_svg = tmp_path / "in.svg", tmp_path / "out.svg"
-    in_svg.write_text(document("photos/cat.png"))
+    in_svg.write_text(framed_document("photos/cat.png"))
     write_preferences(setup["profile"], "org.clipasso.sketch", {"strokes": 4, "iterations": 2, "preset": "fast", "open_preview": "false", "background": "false"})
     before = engine_pid(setup["config"])
     out = run_inkscape(in_svg, f"select-by-id:img1;org.clipasso.sketch.noprefs;export-filename:{out_svg};export-do", setup["env"], tmp_path)
@@ -169,7 +146,7 @@ def sketch_args(**extra) -> list:
 def test_refine_moves_the_selected_strokes_in_place(setup, tmp_path):
     """Sketch, then refine two of its strokes with the others locked, all the fast way."""
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     first = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(strokes=4)], doc, tmp_path)
     assert first.returncode == 0, first.stderr
     sketched = tmp_path / "sketched.svg"
@@ -202,7 +179,7 @@ def sideways_jpeg() -> bytes:
     exif = Image.Exif()
     exif[0x0112] = 6
     buf = io.BytesIO()
-    Image.fromarray(photo()).save(buf, "JPEG", quality=95, exif=exif.tobytes())
+    Image.fromarray(small_photo()).save(buf, "JPEG", quality=95, exif=exif.tobytes())
     return buf.getvalue()
 
 
@@ -210,7 +187,7 @@ def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
     """Strokes of an EXIF-turned photo land on it, and Refine takes them to the engine's pixels
     and back in the same orientation (one step moves a stroke by a pixel or so, no more)."""
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(sideways_jpeg(), "image/jpeg")))
+    doc.write_text(framed_document(data_uri(sideways_jpeg(), "image/jpeg")))
     first = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(strokes=4)], doc, tmp_path)
     assert first.returncode == 0, first.stderr
     sketched = tmp_path / "sketched.svg"
@@ -245,9 +222,9 @@ def test_sideways_jpeg_sketch_and_refine_stay_in_place(setup, tmp_path):
 )
 def test_bad_selections_and_images_leave_the_document_alone(setup, tmp_path, case, ids, href, message):
     doc = tmp_path / "in.svg"
-    text = document(href or data_uri(png_bytes(photo())))
+    text = framed_document(href or data_uri(png_bytes(small_photo())))
     if case == "two images":
-        text = text.replace('<text id="caption"', f'<image id="img2" width="10" height="10" xlink:href="{data_uri(png_bytes(photo()))}"/><text id="caption"')
+        text = text.replace('<text id="caption"', f'<image id="img2" width="10" height="10" xlink:href="{data_uri(png_bytes(small_photo()))}"/><text id="caption"')
     doc.write_text(text)
     out = fast(setup, "clipasso_sketch.py", [*(f"--id={i}" for i in ids), *sketch_args()], doc, tmp_path)
     assert out.returncode == ABORT_STATUS, out.stderr
@@ -259,7 +236,7 @@ def test_bad_selections_and_images_leave_the_document_alone(setup, tmp_path, cas
                                              ({"start_timeout": -5}, "start_timeout = -5")])
 def test_a_bad_settings_file_value_is_one_message(setup, tmp_path, values, message):
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, isolated_config(setup, tmp_path, **values))
     assert out.returncode == ABORT_STATUS and message in out.stderr and "Traceback" not in out.stderr, out.stderr
     assert not (tmp_path / "out.svg").exists()
@@ -275,7 +252,7 @@ def isolated_config(setup, tmp_path: Path, **values) -> dict:
 
 def test_engine_unreachable(setup, tmp_path):
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     remote = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(engine_url="http://engine.invalid:8765")], doc, tmp_path)
     assert remote.returncode == ABORT_STATUS and "No CLIPasso engine answers at http://engine.invalid:8765" in remote.stderr
 
@@ -295,7 +272,7 @@ def test_a_port_held_by_a_program_that_never_answers_is_named(setup, tmp_path):
     holder.listen(16)                                    # connections complete, nothing is ever read or sent
     url = f"http://127.0.0.1:{holder.getsockname()[1]}"
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     env = isolated_config(setup, tmp_path, engine_url=url, engine_python=sys.executable)
     try:
         out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args()], doc, tmp_path, env)
@@ -327,7 +304,7 @@ def test_another_web_app_at_the_engine_url(setup, tmp_path):
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     try:
         url = f"http://127.0.0.1:{server.server_port}"
         out = fast(setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(engine_url=url)], doc, tmp_path)
@@ -347,7 +324,7 @@ def test_missing_weights_in_the_designers_words(setup, tmp_path):
     messages the designer reads (Insert finished sketches, Engine status, run as Inkscape runs
     them) name both files and the one folder, or install.py: no flag, variable or test model."""
     doc, placed = tmp_path / "in.svg", tmp_path / "placed.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     env = isolated_config(setup, tmp_path, engine_url=f"http://127.0.0.1:{free_port()}", engine_python=sys.executable)
     env = {k: v for k, v in env.items() if k not in ("CLIPASSO_CLIP", "CLIPASSO_SALIENCY_CLIP", "HF_HOME", "HF_HUB_CACHE")}
     weights = tmp_path / "weights"
@@ -361,7 +338,7 @@ def test_missing_weights_in_the_designers_words(setup, tmp_path):
         (job,) = [el.get(CLIPASSO_NS + "job") for el in etree.parse(str(placed)).iter() if el.get(CLIPASSO_NS + "job")]
         engine = installed_client(setup, tmp_path / "config",
                                   json.loads((tmp_path / "config" / "config.json").read_text())["engine_url"])
-        with pytest.raises(client_module(setup).JobFailed) as failed:
+        with pytest.raises(installed_client_module(setup).JobFailed) as failed:
             engine.wait(job, poll=0.2, timeout=120)
         assert failed.value.kind == "weights" and failed.value.detail["missing"] == ["RN101.pt", "ViT-B-32.pt"]
 
@@ -379,7 +356,7 @@ def test_missing_weights_in_the_designers_words(setup, tmp_path):
 
 def test_engine_that_fails_to_start_points_at_its_log(setup, tmp_path):
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     broken = tmp_path / "broken-python"
     broken.write_text("#!/bin/sh\necho 'engine: cannot import torch' >&2\nexit 3\n")
     broken.chmod(0o755)
@@ -391,10 +368,10 @@ def test_engine_that_fails_to_start_points_at_its_log(setup, tmp_path):
     assert not (tmp_path / "out.svg").exists()
 
 
-def test_timeout_cancels_the_job_and_leaves_the_document(setup, tmp_path):
+def test_timeout_cancels_the_job_and_leaves_the_framed_document(setup, tmp_path):
     """A job that outlives job_timeout (1 s here) is cancelled in the engine; nothing is written."""
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     config_file = setup["config"] / "config.json"
     config = json.loads(config_file.read_text())
     config_file.write_text(json.dumps({**config, "job_timeout": 1}))
@@ -405,24 +382,24 @@ def test_timeout_cancels_the_job_and_leaves_the_document(setup, tmp_path):
     assert out.returncode == ABORT_STATUS and "cancelled" in out.stderr and "unchanged" in out.stderr
     assert not (tmp_path / "out.svg").exists()
 
-    client = engine_client(setup)
+    client = installed_client(setup)
     deadline = time.monotonic() + 30
     while client.jobs()[0]["state"] != "cancelled" and time.monotonic() < deadline:
         time.sleep(0.2)
     assert client.jobs()[0]["state"] == "cancelled"
 
 
-def test_job_cancelled_in_the_engine_leaves_the_document(setup, tmp_path):
+def test_job_cancelled_in_the_engine_leaves_the_framed_document(setup, tmp_path):
     """Cancel pressed on the live preview page (here: the same DELETE call) while Inkscape waits."""
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     with ThreadPoolExecutor(1) as pool:
         run = pool.submit(fast, setup, "clipasso_sketch.py", ["--id=img1", *sketch_args(iterations=3000, strokes=6)], doc, tmp_path)
         deadline = time.monotonic() + 120
         while not run.done() and time.monotonic() < deadline:
             active = active_jobs(setup)
             if active:
-                engine_client(setup).cancel(active[0]["id"])
+                installed_client(setup).cancel(active[0]["id"])
                 break
             time.sleep(0.2)
         out = run.result()
@@ -430,22 +407,18 @@ def test_job_cancelled_in_the_engine_leaves_the_document(setup, tmp_path):
     assert not (tmp_path / "out.svg").exists()
 
 
-client_module = installed_client_module
-engine_client = installed_client
-
-
 def active_jobs(setup) -> list:
     """The engine's queued or running jobs; none while the engine is still starting (no token
     yet, or not listening yet)."""
     try:
-        return [j for j in engine_client(setup).jobs() if j["state"] in ("queued", "running")]
-    except client_module(setup).EngineError:
+        return [j for j in installed_client(setup).jobs() if j["state"] in ("queued", "running")]
+    except installed_client_module(setup).EngineError:
         return []
 
 
 def test_status_reports_the_engine(setup, tmp_path):
     doc = tmp_path / "in.svg"
-    doc.write_text(document(data_uri(png_bytes(photo()))))
+    doc.write_text(framed_document(data_uri(png_bytes(small_photo()))))
     out = fast(setup, "clipasso_status.py", [], doc, tmp_path)
     assert out.returncode == ABORT_STATUS, out.stderr
     assert f"is running at {setup['url']}" in out.stderr and "RANDOM test weights" in out.stderr

@@ -10,15 +10,15 @@ exactly as they were.
 from __future__ import annotations
 
 import math
-import sys
 
 import numpy as np
 import pytest
 from lxml import etree
 
 from extension_support import (
-    ABORT_STATUS, data_uri, import_extension_modules, install_for_tests, kill_engine, needs_inkscape,
-    needs_inkscape_python, png_bytes, run_fast, run_inkscape, small_photo, svg_document, write_preferences,
+    ABORT_STATUS, data_uri, import_extension_modules, install_for_tests, installed_client, kill_engine,
+    needs_inkscape, needs_inkscape_python, png_bytes, run_fast, run_inkscape, small_photo, svg_document,
+    write_preferences,
 )
 
 import_extension_modules()
@@ -205,10 +205,6 @@ def test_a_shape_without_area_is_one_message(setup, tmp_path):
 def test_refine_reads_a_selected_closed_shape_as_a_zone_to_keep_empty(setup, tmp_path):
     """Refine with strokes and a rectangle selected: the rectangle is not refined (it stays as it
     was), and the job the engine got carries it as an avoid region in the photo's pixels."""
-    import requests
-
-    from clipasso_engine.client import read_token
-
     doc = tmp_path / "in.svg"
     strokes = ('<path id="s1" d="M 60 60 C 70 70 80 60 90 70" style="fill:none;stroke:#000"/>'
                '<path id="s2" d="M 120 100 C 130 110 140 100 150 110" style="fill:none;stroke:#000"/>'
@@ -223,9 +219,8 @@ def test_refine_reads_a_selected_closed_shape_as_a_zone_to_keep_empty(setup, tmp
     refined = etree.parse(str(tmp_path / "out.svg")).getroot()
     assert refined.xpath("//*[@id='s1']")[0].get("d") != "M 60 60 C 70 70 80 60 90 70"
 
-    auth = {"Authorization": "Bearer " + read_token(str(setup["config"]))}
-    job = requests.get(setup["url"] + "/v1/jobs", headers=auth, timeout=30).json()["jobs"][0]["id"]     # newest first
-    status = requests.get(f"{setup['url']}/v1/jobs/{job}", headers=auth, timeout=30).json()
+    engine = installed_client(setup)
+    status = engine.status(engine.jobs()[0]["id"])                                  # newest first
     (region,) = status["regions"]
     assert region["role"] == "avoid"
     # the rect (20, 30, 40×30 user units in a layer moved by (5, 7)) over the photo at (20, 30),

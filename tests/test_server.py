@@ -29,7 +29,7 @@ from clipasso_engine.strokes import Stroke
 from clipasso_engine.svg import svg_to_strokes
 
 from engine_support import LONG, MAX_QUEUE, QUICK, Engine, wait_for
-from extension_support import free_port
+from extension_support import SHARED, free_port
 
 def check_result(result: dict, strokes: int, width: int = 150, height: int = 100) -> None:
     """The strokes JSON holds ``strokes`` valid strokes that start inside the photo."""
@@ -460,8 +460,7 @@ def test_cli_engine_errors_are_one_line(engine, photo, tmp_path, monkeypatch, ca
 def test_standalone_client_copy_works_without_site_packages(engine, photo, tmp_path):
     """The extension imports a copy of client.py in a Python without the engine or any
     third-party package: run that copy with -S -I (no site-packages, no environment)."""
-    copies = {"client.py": "clipasso_client", "config_folder.py": "clipasso_config_folder", "errors.py": "clipasso_errors",
-              "limits.py": "clipasso_limits"}
+    copies = {source: copy[: -len(".py")] for source, copy in SHARED.items()}
     for source, name in copies.items():   # as install.py lays them out
         shutil.copy(Path(__file__).parents[1] / "clipasso_engine" / source, tmp_path / f"{name}.py")
     (tmp_path / "photo.png").write_bytes(photo)

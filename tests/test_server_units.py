@@ -6,7 +6,6 @@ import base64
 import dataclasses
 import io
 import socket
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 

@@ -131,8 +131,7 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
         if work is None or not work.image:
             raise HTTPException(409, f"job {job_id} has ended: its photo is no longer kept")
         fmt = sniff_format(work.image[:16]) or "PNG"
-        return Response(work.image, media_type=IMAGE_TYPES.get(fmt, "application/octet-stream"),
-                        headers={"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"})
+        return Response(work.image, media_type=IMAGE_TYPES[fmt], headers={"Cache-Control": "no-store"})   # + PAGE_HEADERS
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}, "description": "`event: status` with JobStatus data"}})
