@@ -53,6 +53,8 @@ def main() -> None:
     print(f"{args.clip} + {args.saliency_clip}, {args.steps} steps, precision auto, astronaut photo")
     print("| device | configuration | images per step | peak RSS GiB | peak VRAM GiB | estimate GiB |")
     print("|---|---|---|---|---|---|")
+    from clipasso_engine.settings import SketchSettings   # here only: the children's memory is measured
+
     for device in devices:
         for name, settings in CONFIGS.items():
             child = {"settings": settings, "steps": args.steps, "clip": args.clip, "saliency_clip": args.saliency_clip,
@@ -62,9 +64,10 @@ def main() -> None:
                 print(f"| {device} | {name} | | failed: {proc.stderr.strip().splitlines()[-1]} | | |", flush=True)
                 continue
             got = json.loads(proc.stdout.strip().splitlines()[-1])
-            groups = len(settings.get("levels", [0])) * (3 if settings["preset"] == "standard" else 1)
+            s = SketchSettings(**settings)
+            images = len(s.stroke_counts) * s.seeds * (s.augmentations + 1)
             vram = f"{got['vram'] / 2**30:.2f}" if "vram" in got else "–"
-            print(f"| {device} | {name} | {groups * 5} | {got['rss'] / 2**30:.2f} | {vram} | {got['estimate'] / 2**30:.2f} |",
+            print(f"| {device} | {name} | {images} | {got['rss'] / 2**30:.2f} | {vram} | {got['estimate'] / 2**30:.2f} |",
                   flush=True)
 
 

@@ -126,21 +126,21 @@ def _capacity(cpus: float, gpus: float) -> int:
     for node in ray.nodes():
         if not node.get("Alive"):
             continue
-        res = node.get("Resources", {})
-        fit = math.floor(res.get("CPU", 0) / cpus + 1e-9)
-        if gpus > 0:
-            fit = min(fit, math.floor(res.get("GPU", 0) / gpus + 1e-9))
-        total += fit
+        total += _fits(node.get("Resources", {}), cpus, gpus)
     if total < 1:
         what = f"{cpus:g} CPU core(s)" + (f" and {gpus:g} of a GPU" if gpus else "")
         raise BatchError(f"no node of the Ray cluster has {what} for one sketch; lower --cpus-per-sketch "
                          "or --gpus-per-sketch")
     # on a cluster that also runs other work, start only the workers that can start now (at least one)
-    free = ray.available_resources()
-    now = math.floor(free.get("CPU", 0) / cpus + 1e-9)
+    return max(1, min(total, _fits(ray.available_resources(), cpus, gpus)))
+
+
+def _fits(resources: dict[str, float], cpus: float, gpus: float) -> int:
+    """How many workers of ``cpus`` cores and ``gpus`` of a GPU these resources hold."""
+    fit = math.floor(resources.get("CPU", 0) / cpus + 1e-9)
     if gpus > 0:
-        now = min(now, math.floor(free.get("GPU", 0) / gpus + 1e-9))
-    return max(1, min(total, now))
+        fit = min(fit, math.floor(resources.get("GPU", 0) / gpus + 1e-9))
+    return fit
 
 
 def _dispatch(actors: list[Any], tasks: Sequence[Task]) -> Iterator[tuple[Task, Outcome]]:
