@@ -43,7 +43,8 @@ def test_page_shows_running_job_and_cancels_it(browser, engine, photo, tmp_path)
     # the token moves from the fragment into localStorage; the address bar keeps no secret
     page.wait_for_function("() => location.hash === '' && localStorage.getItem('clipasso.token') !== null")
     page.wait_for_selector(f"tr[data-id='{job}'] .state.running")
-    assert page.text_content("#job-id") == job[:8]
+    # the list is drawn first, the selected job's details after their own request
+    page.wait_for_function("id => document.getElementById('job-id').textContent === id", arg=job[:8])
 
     # the sketch is drawn from the preview SVG and redrawn as the job improves
     page.wait_for_function("() => { const i = document.getElementById('preview');"
