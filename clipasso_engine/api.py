@@ -8,6 +8,7 @@ from typing import Callable, Optional, Sequence
 import torch
 
 from . import __version__
+from .augment import stream_count
 from .clip_models import ClipImageModel, get_clip
 from .clip_weights import WeightsMissingError, check_present
 from .devices import resolve_device, resolve_precision
@@ -102,9 +103,8 @@ def sketch(
             for s, pts in zip(seeds, start):
                 groups.append(Group(n, s, pts, canvas_width.expand(n).clone(), torch.zeros(n, dtype=torch.bool)))
     main_level = max(levels)
-    streams = len(seeds) if settings.aug_streams == "seed" else 1            # a bank per stream
-    check_fits(len(groups), settings.augmentations, settings.aug_bank * streams, precision, device,
-               f"{len(levels)} level(s) × {len(seeds)} seed(s)")
+    check_fits(len(groups), settings.augmentations, settings.aug_bank, stream_count(settings.aug_streams, len(seeds)),
+               precision, device, f"{len(levels)} level(s) × {len(seeds)} seed(s)")
 
     def progress(it: int, loss: float, points: torch.Tensor, widths: torch.Tensor) -> None:
         assert on_progress is not None
@@ -191,9 +191,9 @@ def _start_probabilities(photo: torch.Tensor, saliency_model: Optional[ClipImage
                                    min_pixels=min_pixels)
     if weights is None:
         return prob
+    # positive somewhere: start_weights refuses regions that leave no pixel, and saliency's
+    # distribution is positive somewhere inside ``allowed``
     prob = prob * weights.to(prob.device)
-    if not bool((prob > 0).any()):                 # saliency found nothing left in the allowed pixels
-        prob = weights.to(prob.device).clone()
     return prob / prob.sum()
 
 

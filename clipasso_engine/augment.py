@@ -20,7 +20,12 @@ from kornia.geometry.transform import get_perspective_transform, warp_perspectiv
 
 DISTORTION = 0.5
 CROP_AREA = 0.8
-STREAMS = ("run", "seed")
+
+
+def stream_count(aug_streams: str, seeds: int) -> int:
+    """How many random streams, and so augmentation banks, a run of ``seeds`` distinct seeds has
+    (``aug_streams`` "run": one; "seed": one per seed)."""
+    return seeds if aug_streams == "seed" else 1
 
 
 def draw(count: int, size: int, generator: torch.Generator, *, passes: int = 1) -> torch.Tensor:

@@ -20,6 +20,7 @@ from typing import Any, Optional, Sequence
 
 from . import __version__
 from .errors import ClipassoError
+from .limits import DEVICE_NAMES
 
 EXIT_USAGE = 2
 EXIT_INTERNAL = 1
@@ -52,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("sketch", help="sketch a photo into an SVG", argument_default=argparse.SUPPRESS)
     s.add_argument("image", nargs="?", help="photo (PNG, JPEG, WebP, GIF, BMP or TIFF); default: the bundled sample photo")
     s.add_argument("-o", "--output", required=True, help="SVG file to write")
-    _add_settings_options(s, skip=("mask",))   # --mask goes with --mask-image, below
+    _add_settings_options(s)
     s.add_argument("--mask", action=argparse.BooleanOptionalAction, help="remove the background using --mask-image")
     s.add_argument("--mask-image", dest="mask_image", help="foreground mask (white = keep), same size as the photo")
     s.add_argument("--init-svg", dest="init_svg", help="start from the strokes of this SVG (e.g. an edited sketch)")
@@ -75,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     v = sub.add_parser("serve", help="run the engine as a local HTTP service (job queue, live preview page)")
     v.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1, this machine only)")
     v.add_argument("--port", type=int, default=8765, help="port (default 8765)")
-    v.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="where jobs run (default auto)")
+    v.add_argument("--device", choices=DEVICE_NAMES, default="auto", help="where jobs run (default auto)")
     v.add_argument("--max-queue", dest="max_queue", type=int, default=32, help="jobs that may wait (default 32)")
     v.add_argument("--checkpoint-seconds", dest="checkpoint_seconds", type=float, default=None, metavar="S",
                    help="seconds between checkpoints of a running job (default $CLIPASSO_CHECKPOINT_SECONDS or 5)")
@@ -90,12 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-# ``mask`` is a flag of ``sketch`` only (it goes with --mask-image), added there.
 _FLAG_METAVARS = {"regions": "FILE.json", "geometric_weights": "STAGE=W,…", "levels": "N,N,…"}
-_NOT_BATCH = {"mask"}
+_BY_HAND = {"mask"}       # a flag of ``sketch`` only, added there beside --mask-image
 
 
-def _add_settings_options(s: argparse.ArgumentParser, skip: Sequence[str] = ()) -> None:
+def _add_settings_options(s: argparse.ArgumentParser) -> None:
     """One flag per SketchSettings field, generated from the field (name, type, choices,
     description), so a new setting is on the command line as soon as it exists. Shared by
     ``sketch`` and ``batch`` (parsers made with ``argument_default=SUPPRESS``: a flag not given
@@ -104,7 +104,7 @@ def _add_settings_options(s: argparse.ArgumentParser, skip: Sequence[str] = ()) 
 
     types = {"levels": _int_list, "regions": _regions_file, "geometric_weights": _stage_weights}
     for name, field in SketchSettings.model_fields.items():
-        if name in skip:
+        if name in _BY_HAND:
             continue
         flags = [f"--{name.replace('_', '-')}"] + ([f"--{name}"] if "_" in name else [])
         help_text = field.description or name
@@ -168,7 +168,7 @@ def _add_batch_parser(sub: Any) -> None:
                                    "resumes. Exit status 0 when every photo succeeded, 1 when any failed.")
     b.add_argument("inputs", nargs="+", metavar="INPUT", help="photos, and folders of photos (by extension, not recursive)")
     b.add_argument("-o", "--output", dest="outdir", required=True, metavar="OUTDIR", help="folder for the sketches (created if missing)")
-    _add_settings_options(b, skip=tuple(_NOT_BATCH))
+    _add_settings_options(b)
     b.add_argument("--png", action="store_true", help="also write OUTDIR/<name>.png (one per level: <name>-<strokes>.png)")
     b.add_argument("--json", dest="json_out", action="store_true", help="also write the strokes JSON OUTDIR/<name>.json")
     b.add_argument("--no-download", dest="no_download", action="store_true",

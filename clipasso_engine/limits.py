@@ -1,4 +1,4 @@
-"""The engine's limits and preset names, declared once.
+"""The engine's limits and the names its settings choose from, declared once.
 
 The engine (SketchSettings, the HTTP intake, photo decoding), the CLI and the client read them
 from here. The Inkscape extension cannot import the engine, so install.py copies this file beside
@@ -11,6 +11,10 @@ from typing import Literal, Tuple, get_args
 # Presets (their values are in settings.py): "auto" is fast without a GPU, standard with one.
 PresetName = Literal["auto", "fast", "standard", "paper"]
 PRESET_NAMES: Tuple[str, ...] = get_args(PresetName)
+DeviceName = Literal["auto", "cpu", "cuda", "mps"]          # auto: CUDA, else MPS, else the CPU
+DEVICE_NAMES: Tuple[str, ...] = get_args(DeviceName)
+AugStreamName = Literal["run", "seed"]                     # one augmentation stream per run, or per seed
+AUG_STREAM_NAMES: Tuple[str, ...] = get_args(AugStreamName)
 
 # One sketch's settings.
 MAX_STROKES = 256                 # strokes of one level, and init strokes of a refine

@@ -36,22 +36,25 @@ class MemoryBudgetError(SettingsError):
     """The sketch would need more memory than the device has free (its settings ask too much)."""
 
 
-def job_bytes(images: int, aug_bank: int, precision: str) -> int:
+def job_bytes(images: int, aug_bank: int, precision: str, streams: int = 1) -> int:
     """Memory a sketch adds on top of the loaded models: activations of ``images`` per step
-    in ``precision`` and the photo's bank of ``aug_bank`` views (+ the plain one)."""
-    views = aug_bank + 1
+    in ``precision`` and the photo's banks of ``aug_bank`` views, one per augmentation stream
+    (``augment.stream_count``), + the plain view."""
+    views = aug_bank * streams + 1
     return images * PER_IMAGE.get(precision, PER_IMAGE["fp32"]) + views * PER_VIEW + views * BANK_ENCODE // 4
 
 
 def estimate_bytes(settings: SketchSettings, device: torch.device) -> int:
     """Predicted peak of a whole sketch process for ``settings`` on ``device`` (for the memory
     benchmark): runtime (CPU) + models + the job itself."""
+    from .augment import stream_count
     from .devices import resolve_precision
 
     images = len(settings.stroke_counts) * settings.seeds * (settings.augmentations + 1)
     precision = resolve_precision(settings.precision, device)
     models = MODELS + (STORED if precision != "fp32" else 0)
-    return job_bytes(images, settings.aug_bank, precision) + models + (RUNTIME if device.type == "cpu" else 0)
+    streams = stream_count(settings.aug_streams, settings.seeds)
+    return job_bytes(images, settings.aug_bank, precision, streams) + models + (RUNTIME if device.type == "cpu" else 0)
 
 
 def free_bytes(device: torch.device) -> Optional[int]:
@@ -76,10 +79,12 @@ def free_bytes(device: torch.device) -> Optional[int]:
         return None
 
 
-def check_fits(groups: int, augmentations: int, aug_bank: int, precision: str, device: torch.device, what: str) -> None:
-    """Raise ``MemoryBudgetError`` when a job of ``groups`` (level × seed) stroke sets would not
-    fit in the free memory of ``device``. ``what`` describes the job's size for the message."""
-    need = job_bytes(groups * (augmentations + 1), aug_bank, precision)
+def check_fits(groups: int, augmentations: int, aug_bank: int, streams: int, precision: str, device: torch.device,
+               what: str) -> None:
+    """Raise ``MemoryBudgetError`` when a job of ``groups`` (level × seed) stroke sets, with a bank
+    of ``aug_bank`` views per augmentation stream, would not fit in the free memory of ``device``.
+    ``what`` describes the job's size for the message."""
+    need = job_bytes(groups * (augmentations + 1), aug_bank, precision, streams)
     free = free_bytes(device)
     if free is None or need <= HEADROOM * free:
         return

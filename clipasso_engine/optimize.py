@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 import torch
 
 from . import augment
+from .limits import AUG_STREAM_NAMES
 from .loss import ClipassoLoss
 from .raster import render
 from .regions import ink_penalty
@@ -158,8 +159,8 @@ def optimize(
     main = torch.tensor([g.level == main_level for g in groups], device=device)
     loss_scale = 1024.0 if loss_fn.precision == "fp16" else 1.0
 
-    if aug_streams not in augment.STREAMS:
-        raise ValueError(f"aug_streams must be one of {augment.STREAMS}, got {aug_streams!r}")
+    if aug_streams not in AUG_STREAM_NAMES:
+        raise ValueError(f"aug_streams must be one of {AUG_STREAM_NAMES}, got {aug_streams!r}")
     streams = augment.Streams([g.seed for g in groups], seed, per_seed=aug_streams == "seed")
     S, A = streams.count, augmentations
     if aug_bank > 0:                                    # per stream; the photo's views: plain + S·K

@@ -13,14 +13,11 @@ from typing import Any, Literal, Optional
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.functional_validators import ModelWrapValidatorHandler   # not exported at the top before 2.10
 
-from .devices import auto_preset
 from .limits import (
-    MAX_AUG_BANK, MAX_AUGMENTATIONS, MAX_ITERATIONS, MAX_LOSS_WEIGHT, MAX_SEED, MAX_SEEDS, MAX_STROKES, MAX_WIDTH,
-    PresetName,
+    DEVICE_NAMES, MAX_AUG_BANK, MAX_AUGMENTATIONS, MAX_ITERATIONS, MAX_LOSS_WEIGHT, MAX_SEED, MAX_SEEDS, MAX_STROKES,
+    MAX_WIDTH, AugStreamName, DeviceName, PresetName,
 )
-from .regions import Region, check_regions
-
-DEVICES = ("auto", "cpu", "cuda", "mps")
+from .region_spec import Region, check_regions
 
 # docs/method.md §5. `patience` is counted in evaluations (eval_every iterations each) and
 # `min_improvement` is relative: the run stops when the best eval loss of every seed has not
@@ -75,7 +72,7 @@ class SketchSettings(BaseModel):
     seeds: int = Field(PRESETS["fast"]["seeds"], ge=1, le=MAX_SEEDS,
                        description=_from_preset("seeds", "random starts run together; the best is kept"))
     seed: int = Field(0, ge=0, le=MAX_SEED, description="first seed; the others are seed + 1000, seed + 2000, …")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="where to compute")
+    device: DeviceName = Field("auto", description="where to compute")
     clip: str = Field(default_factory=default_clip, description="CLIP for the loss: name, weights file or random:ARCH")
     saliency_clip: str = Field(default_factory=default_saliency_clip, description="CLIP ViT for the saliency map: name, weights file or random:ARCH")
     width: float = Field(3.0, gt=0, le=MAX_WIDTH, description="visible stroke width in pixels of the 224-px canvas")
@@ -85,7 +82,7 @@ class SketchSettings(BaseModel):
     aug_passes: int = Field(PRESETS["fast"]["aug_passes"], ge=1, le=2, description=_from_preset(
         "aug_passes", "resamplings per augmentation: 1 = perspective and crop as one warp, 2 = one after the other "
                       "as the reference"))
-    aug_streams: Literal["run", "seed"] = Field(PRESETS["fast"]["aug_streams"], description=_from_preset(
+    aug_streams: AugStreamName = Field(PRESETS["fast"]["aug_streams"], description=_from_preset(
         "aug_streams", "augmentation draws: one random stream for the run, or one per seed as the reference"))
     early_stop: bool = Field(PRESETS["fast"]["early_stop"],
                              description=_from_preset("early_stop", "stop when the loss stops improving"))
@@ -153,7 +150,9 @@ class SketchSettings(BaseModel):
         given = {k: v for k, v in data.items() if v is not None or k not in PRESET_FIELDS}
         preset = given.get("preset", "auto")
         device = given.get("device", "auto")
-        if preset == "auto" and isinstance(device, str) and device in DEVICES:
+        if preset == "auto" and isinstance(device, str) and device in DEVICE_NAMES:
+            from .devices import auto_preset      # torch: only when a preset is resolved, not for --help
+
             preset = auto_preset(device)
         filled = [name for name in PRESET_FIELDS if name not in given]
         if isinstance(preset, str) and preset in PRESETS:   # else the field's own check names the bad preset

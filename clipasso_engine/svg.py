@@ -30,17 +30,15 @@ import svgelements as se
 from lxml import etree
 
 from .errors import SvgError
-from .strokes import Stroke
+from .strokes import Point, Stroke
 
 SVG_NS = "http://www.w3.org/2000/svg"
 INKSCAPE_NS = "http://www.inkscape.org/namespaces/inkscape"
 CLIPASSO_NS = "http://clipasso.org/ns/1.0"    # the extension's, extension/clipasso_ns.py
 _NOT_DRAWN = {"defs", "clipPath", "mask", "symbol", "marker", "pattern", "metadata"}
-_STROKE_TAGS = {"path", "line", "polyline", "polygon"}
 _STROKE_SHAPES = (se.Path, se.SimpleLine, se.Polyline, se.Polygon)
 NUMBER = r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?"
 _TRANSFORM = re.compile(rf"\s*(?:(?:matrix|translate|scale|rotate|skewX|skewY)\s*\(\s*(?:{NUMBER}[\s,]*)*\)[\s,]*)*")
-Point = tuple[float, float]
 Cubic = tuple[Point, Point, Point, Point]
 
 

@@ -32,3 +32,16 @@ def test_a_usual_job_fits_and_the_estimate_grows_with_the_batch():
     assert sorted(result.levels) == [2, 4]
     assert job_bytes(10, 64, "fp32") - job_bytes(5, 64, "fp32") == 5 * PER_IMAGE["fp32"]
     assert job_bytes(5, 64, "bf16") < job_bytes(5, 64, "fp32")
+
+
+def test_a_bank_per_seed_is_counted_in_the_job_and_the_process_estimate():
+    """With ``aug_streams="seed"`` each seed draws its own bank of views: both the refusal check
+    (``job_bytes``) and the benchmark's whole-process estimate count one bank per seed."""
+    from clipasso_engine.memory import PER_VIEW, estimate_bytes
+
+    assert job_bytes(5, 64, "fp32", streams=3) - job_bytes(5, 64, "fp32") >= 2 * 64 * PER_VIEW
+    cpu = torch.device("cpu")
+    per_seed, per_run = (estimate_bytes(SketchSettings(**TINY, seeds=3, aug_bank=64, aug_streams=streams), cpu)
+                         for streams in ("seed", "run"))
+    assert per_seed - per_run == job_bytes(15, 64, "fp32", streams=3) - job_bytes(15, 64, "fp32")
+    assert per_seed - per_run >= 2 * 64 * PER_VIEW
