@@ -61,8 +61,13 @@ def test_page_shows_running_job_and_cancels_it(browser, engine, photo, tmp_path)
     page.screenshot(path=str(screenshot))
     assert screenshot.stat().st_size > 10_000
 
+    # cancelling keeps the strokes in view: the page never falls back to the "first step" line
+    page.evaluate("() => { const p = document.getElementById('preview'); window.previewHidden = false;"
+                  " new MutationObserver(() => { if (p.hidden) window.previewHidden = true; })"
+                  ".observe(p, { attributes: true }); }")
     page.click("#cancel")
     page.wait_for_function("() => document.getElementById('state').textContent === 'cancelled'", timeout=30000)
+    assert page.evaluate("() => window.previewHidden") is False
     status = engine.get(f"/v1/jobs/{job}?preview=false").json()
     assert status["state"] == "cancelled"
     assert page.is_disabled("#cancel")

@@ -206,7 +206,8 @@ $("cancel").addEventListener("click", async () => {
   if (!selected) return;
   $("cancel").disabled = true;
   try {
-    renderJob(await api("DELETE", `/v1/jobs/${selected}`));
+    await api("DELETE", `/v1/jobs/${selected}`);
+    await refresh();          // the answer to DELETE has no preview: draw the job as a poll does
   } catch (err) {
     $("error").hidden = false;
     $("error").textContent = "cancel failed: " + err.message;
