@@ -25,9 +25,9 @@ from typing import Any, Dict, List, Optional
 REPO = Path(__file__).resolve().parent
 ENGINE_DIR = REPO / "clipasso_engine"
 # Engine modules the extension uses as they are (standard library only), and the names their
-# copies take beside it: the client imports the other two under these names there.
-SHARED = {"client.py": "clipasso_client.py", "config_folder.py": "clipasso_config_folder.py",
-          "errors.py": "clipasso_errors.py", "limits.py": "clipasso_limits.py"}
+# copies take beside it: the client, last, imports the others under these names there.
+SHARED = {"errors.py": "clipasso_errors.py", "config_folder.py": "clipasso_config_folder.py",
+          "limits.py": "clipasso_limits.py", "client.py": "clipasso_client.py"}
 EXTENSION_SUBDIR = "clipasso"          # inside Inkscape's user extensions folder (Inkscape looks in subfolders)
 MANIFEST = "install-manifest.json"
 CONFIG = "config.json"
@@ -38,8 +38,8 @@ def load_client() -> Any:
     """The engine's standalone client module, loaded from its file (it needs no dependencies):
     the one place that knows the config folder and the default engine URL."""
     module = None
-    for source in ("errors.py", "config_folder.py", "limits.py", "client.py"):   # the client imports the others
-        name = SHARED[source][: -len(".py")]
+    for source, copy in SHARED.items():    # in order: the client imports the others
+        name = copy[: -len(".py")]
         spec = importlib.util.spec_from_file_location(name, str(ENGINE_DIR / source))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module

@@ -40,7 +40,8 @@ from .limits import MAX_DECODED_PIXELS, MAX_FILE_BYTES, MAX_PIXELS, MIN_SIDE
 CANVAS = 224
 DECODE_BUDGET_PIXELS = 128_000_000   # pixels of all decodes in progress together (~4 bytes each, twice over while converting)
 
-# The accepted formats: Pillow's name → (what the user is told, tests of the file's first bytes).
+# The accepted formats: Pillow's name, which is also the MIME subtype in capitals (image/png,
+# image/jpeg, …) → (what the user is told, tests of the file's first bytes).
 FORMATS: dict[str, tuple[str, tuple[bytes, ...]]] = {
     "PNG": ("PNG", (b"\x89PNG\r\n\x1a\n",)),
     "JPEG": ("JPEG", (b"\xff\xd8\xff",)),

@@ -245,16 +245,19 @@ def wait_until_healthy(config: Config, url: str, process: "subprocess.Popen[byte
     )
 
 
-def recorded_engine(config: Config) -> Dict[str, Any]:
+def recorded_engine(config: Config, url: Optional[str] = None) -> Dict[str, Any]:
     """What ``engine.pid`` says of the engine last started from here (``pid``, ``url``,
-    ``command``, ``started``); empty when there is no such file or it is unreadable."""
+    ``command``, ``started``); empty when there is no such file, it is unreadable, or (given
+    ``url``) it names an engine at another address."""
     try:
         with open(os.path.join(config.folder, ENGINE_PID), encoding="utf-8") as handle:
             record = json.load(handle)
         int(record["pid"])
     except (OSError, ValueError, TypeError, KeyError):
         return {}
-    return record if isinstance(record, dict) else {}
+    if not isinstance(record, dict) or (url is not None and str(record.get("url") or "").rstrip("/") != url):
+        return {}
+    return record
 
 
 def process_alive(pid: int) -> bool:
@@ -296,8 +299,8 @@ def started_here(config: Config, url: str, health: Dict[str, Any]) -> Optional[i
     """The pid of the engine answering at ``url`` (its ``/v1/health`` answer) if the extension
     started it (``engine.pid`` names this URL and that process, which still runs), else None:
     an engine someone started with ``clipasso serve``, or from another config folder."""
-    record = recorded_engine(config)
-    if not record or str(record.get("url") or "").rstrip("/") != url:
+    record = recorded_engine(config, url)
+    if not record:
         return None
     pid = int(record["pid"])
     # an engine from before /v1/health gave its pid: the file and a running process must do
@@ -330,8 +333,8 @@ def restart_engine(config: Config, url: str) -> Tuple[EngineClient, bool]:
         )
     client = answering_client(config, url)
     if client is None:
-        record = recorded_engine(config)       # an engine that stopped listening may still be saving its jobs
-        if str(record.get("url") or "").rstrip("/") == url:
+        record = recorded_engine(config, url)  # an engine that stopped listening may still be saving its jobs
+        if record:
             wait_for_exit(config, url, int(record["pid"]))
         return connect(config, url), False
     pid = started_here(config, url, client.health())

@@ -27,7 +27,7 @@ warnings.simplefilter("ignore")  # inkex turns warnings on; any stderr output op
 import clipasso_ns  # noqa: E402
 from clipasso_client import EngineError, EngineUnavailable  # noqa: E402
 from clipasso_common import Config, connect, is_local, weights_reason  # noqa: E402
-from clipasso_jobs import doing, pending_label, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
+from clipasso_jobs import pending_label, pending_note, photo_size, placeholders, progress_text, set_label, valid_job_id, what  # noqa: E402
 from clipasso_placement import composed_transform, pixels_to_document  # noqa: E402
 from clipasso_strokes import add_level_layers, replace_path_strokes  # noqa: E402
 
@@ -112,10 +112,11 @@ class Insert(inkex.EffectExtension):
             return
         state = status.get("state")
         if state in ("queued", "running"):
-            label = pending_label(element, progress_text(status))
-            outcome.running.append("{} ({})".format(what(element), progress_text(status)))
+            progress = progress_text(status)
+            label = pending_label(element, progress)
+            outcome.running.append("{} ({})".format(what(element), progress))
             if label != element.get("inkscape:label"):
-                set_label(element, label, "CLIPasso: {}… {}".format(doing(element), progress_text(status)))
+                set_label(element, label, pending_note(element, progress))
                 outcome.changed = True
             return
         if state == "failed":

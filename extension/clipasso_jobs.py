@@ -50,9 +50,14 @@ def doing(element: inkex.BaseElement) -> str:
     return "sketching " + strokes_text(clipasso_ns.settings_of(element))
 
 
+def pending_note(element: inkex.BaseElement, progress: str = "") -> str:
+    """``CLIPasso: sketching 16 strokes… 35 %, about 2 minutes left``: the note on the canvas."""
+    return "CLIPasso: {}…".format(doing(element)) + (" " + progress if progress else "")
+
+
 def pending_label(element: inkex.BaseElement, progress: str = "") -> str:
     """``CLIPasso: sketching 16 strokes… 35 %, about 2 minutes left (Extensions ▸ …)``."""
-    return "CLIPasso: {}… {}({})".format(doing(element), progress + " " if progress else "", INSERT_MENU)
+    return "{} ({})".format(pending_note(element, progress), INSERT_MENU)
 
 
 def progress_text(status: Dict[str, Any]) -> str:
@@ -119,7 +124,7 @@ def new_placeholder(
     layer.desc = "Placeholder of a CLIPasso {} still being made (job {}). {} replaces it by the result; delete it to " \
                  "drop the result.".format(what(layer), job, INSERT_MENU)
     set_label(layer, pending_label(layer))
-    layer.append(hint(frame, "CLIPasso: {}…".format(doing(layer)), "Then: {}".format(INSERT_MENU)))
+    layer.append(hint(frame, pending_note(layer), "Then: {}".format(INSERT_MENU)))
     return layer
 
 

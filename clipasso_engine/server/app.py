@@ -39,8 +39,6 @@ MAX_BODY_BYTES = MAX_REQUEST_BYTES   # a ~22 MB image as base64, plus settings (
 BODY_IDLE_S = 30.0                   # a request body that stops arriving for this long is answered 408
 SSE_KEEPALIVE_S = 15.0               # a comment line now and then keeps proxies and clients from timing out
 SSE_MIN_INTERVAL_S = 0.2             # progress arrives every step; coalesce it for the stream
-IMAGE_TYPES = {"PNG": "image/png", "JPEG": "image/jpeg", "WEBP": "image/webp", "GIF": "image/gif", "BMP": "image/bmp",
-               "TIFF": "image/tiff"}
 STATIC = Path(str(resources.files("clipasso_engine") / "server" / "static"))
 PAGE_HEADERS = {
     # the page only talks to this engine and never runs scripts from elsewhere or from the SVGs
@@ -131,7 +129,7 @@ def create_app(queue: JobQueue, token: str, hosts: frozenset[str], *, max_body: 
         if work is None or not work.image:
             raise HTTPException(409, f"job {job_id} has ended: its photo is no longer kept")
         fmt = sniff_format(work.image[:16]) or "PNG"
-        return Response(work.image, media_type=IMAGE_TYPES[fmt], headers={"Cache-Control": "no-store"})   # + PAGE_HEADERS
+        return Response(work.image, media_type="image/" + fmt.lower(), headers={"Cache-Control": "no-store"})   # + PAGE_HEADERS
 
     @api.get("/jobs/{job_id}/events", response_class=StreamingResponse,
              responses={200: {"content": {"text/event-stream": {}}, "description": "`event: status` with JobStatus data"}})
