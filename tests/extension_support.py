@@ -45,15 +45,15 @@ def import_extension_modules() -> None:
     sys.modules.setdefault("clipasso_limits", clipasso_engine.limits)
 
 
-def _load_install() -> Any:
-    """install.py as a module (it is a script beside the package, not part of it)."""
+def load_install() -> Any:
+    """install.py as a fresh module (it is a script beside the package, not part of it)."""
     spec = importlib.util.spec_from_file_location("install_for_tests", REPO / "install.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)  # type: ignore[union-attr]
     return module
 
 
-install = _load_install()
+install = load_install()
 SHARED = install.SHARED          # engine module file -> the name of its copy beside the extension
 # the engine modules install.py copies beside the extension, by the names the extension imports them
 SHARED_COPIES = {copy[: -len(".py")]: "clipasso_engine." + source[: -len(".py")] for source, copy in SHARED.items()}

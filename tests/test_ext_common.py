@@ -7,11 +7,11 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
-import time
 from types import SimpleNamespace
 
 import pytest
 
+from engine_support import wait_for
 from extension_support import import_extension_modules, use_engine_modules_as_copies
 
 import_extension_modules()
@@ -124,9 +124,7 @@ def test_a_process_is_alive_until_it_exits_and_a_zombie_counts_as_gone(common):
     try:
         assert common.process_alive(child.pid)
         child.kill()
-        deadline = time.monotonic() + 10
-        while common.process_alive(child.pid) and time.monotonic() < deadline:
-            time.sleep(0.02)
+        wait_for(lambda: not common.process_alive(child.pid), timeout=10, every=0.02)
         assert not common.process_alive(child.pid)               # exited, not reaped yet: a zombie
         assert child.poll() is not None
     finally:

@@ -1,4 +1,4 @@
-"""Drawn regions in the extension (issue 10): selected shapes → polygons in the photo's pixels,
+"""Drawn regions in the extension (docs/method.md §9, docs/inkscape.md §3): selected shapes → polygons in the photo's pixels,
 and the whole way through Debian's Inkscape 1.2 with the engine (tiny random CLIP towers).
 
 The e2e test draws an ellipse inside a rotated group over a photo in a translated layer, selects
@@ -15,11 +15,12 @@ import numpy as np
 import pytest
 from lxml import etree
 
+from clipasso_engine.regions import inside_even_odd
 from extension_support import (
     ABORT_STATUS, data_uri, import_extension_modules, install_for_tests, installed_client, kill_engine,
-    needs_inkscape, needs_inkscape_python, png_bytes, run_fast, run_inkscape, small_photo, svg_document,
-    write_preferences,
+    needs_inkscape, needs_inkscape_python, png_bytes, run_inkscape, small_photo, svg_document, write_preferences,
 )
+from test_ext_inkscape import fast, path_points, sketch_args
 
 import_extension_modules()
 
@@ -101,8 +102,12 @@ def test_ellipse_under_a_rotated_group_maps_into_photo_pixels_within_half_a_pixe
         lx, ly = ap(back, ap(to_doc, (x, y)))
         r = math.hypot((lx - e["cx"]) / e["rx"], (ly - e["cy"]) / e["ry"])
         assert (1 - r) * e["ry"] * scale < 0.5
-    # the ellipse's centre, rotated with it, is inside the polygon
-    assert svg.getElementById("ell").get("cx") == "100"
+    # the ellipse's centre, rotated with it, is inside the polygon (even-odd, as the engine reads
+    # it), and the photo's corner pixel is not
+    cx, cy = ap(-to_doc, ap(composed_transform(shape), (e["cx"], e["cy"])))
+    inside = inside_even_odd(poly, np.array([cx, 0.5]), np.array([cy, 0.5]))
+    assert 0 < cx < PHOTO_W and 0 < cy < PHOTO_H
+    assert (bool(inside[0, 0]), bool(inside[1, 1])) == (True, False)
 
 
 def test_labels_override_the_dialog_and_holes_survive():
@@ -175,10 +180,7 @@ def test_ellipse_under_a_rotated_group_as_subject_gives_strokes_only_inside_it(s
     doc = inkex.load_svg(str(out_svg)).getroot()
     layer = doc.getElementById(layers[0].get("id"))
     to_doc = composed_transform(layer)
-    pts = []
-    for p in paths:
-        nums = [float(v) for v in p.get("d").replace("M", " ").replace("C", " ").split()]
-        pts += [ap(to_doc, xy) for xy in zip(nums[::2], nums[1::2])]
+    pts = [ap(to_doc, xy) for xy in path_points(layers[0])]
     ellipse_to_doc = composed_transform(doc.getElementById("ell"))
     # the control points (whose hull holds each curve) inside the ellipse, with a stroke's half
     # width of slack (3 canvas px on a 224-px canvas of the 160-unit photo ≈ 2 units, so 1.5)
@@ -193,9 +195,7 @@ def test_a_shape_without_area_is_one_message(setup, tmp_path):
     doc = tmp_path / "in.svg"
     text = document('<path id="open" d="M 30 40 L 50 60" inkscape:label="avoid"/>')
     doc.write_text(text)
-    args = ["--strokes=3", "--iterations=2", "--preset=fast", "--open_preview=false", "--background=false"]
-    out = run_fast(setup["scripts"] / "clipasso_sketch.py", ["--id=img1", "--id=open", *args], doc, tmp_path / "out.svg",
-                   setup["env"])
+    out = fast(setup, "clipasso_sketch.py", ["--id=img1", "--id=open", *sketch_args()], doc, tmp_path)
     assert out.returncode == ABORT_STATUS, out.stderr
     assert "'open' encloses no area" in out.stderr
     assert not (tmp_path / "out.svg").exists() and doc.read_text() == text
@@ -212,7 +212,7 @@ def test_refine_reads_a_selected_closed_shape_as_a_zone_to_keep_empty(setup, tmp
     doc.write_text(document(strokes))
     args = ["--id=s1", "--id=s2", "--id=corner", "--id=img1", "--iterations=3", "--preset=fast",
             "--open_preview=false", "--background=false"]
-    out = run_fast(setup["scripts"] / "clipasso_refine.py", args, doc, tmp_path / "out.svg", setup["env"])
+    out = fast(setup, "clipasso_refine.py", args, doc, tmp_path)
     assert out.returncode == 0, out.stderr
     after = element_snapshot(tmp_path / "out.svg", ["corner", "img1"])
     assert after == element_snapshot(doc, ["corner", "img1"])

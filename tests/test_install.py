@@ -4,7 +4,6 @@ made: --no-engine or --python <this interpreter>)."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import shutil
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from extension_support import REPO, run_install
+from extension_support import REPO, SHARED, load_install, run_install
 
 EXPECTED = sorted(
     [p.name for p in (REPO / "extension").glob("*.py")] + [p.name for p in (REPO / "inx").glob("*.inx")] + ["clipasso_client.py", "clipasso_config_folder.py", "clipasso_errors.py", "clipasso_limits.py"]
@@ -44,8 +43,7 @@ def test_install_reinstall_uninstall(home):
     first = run_install(["--no-engine"], env)
     assert first.returncode == 0, first.stderr
     assert sorted(p.name for p in ext.iterdir()) == EXPECTED
-    for source, copy in (("client.py", "clipasso_client.py"), ("config_folder.py", "clipasso_config_folder.py"),
-                         ("errors.py", "clipasso_errors.py"), ("limits.py", "clipasso_limits.py")):   # the engine's, unchanged
+    for source, copy in SHARED.items():                                   # the engine's, unchanged
         assert (ext / copy).read_bytes() == (REPO / "clipasso_engine" / source).read_bytes()
     settings = json.loads((config / "config.json").read_text())
     assert settings == {"engine_url": "http://127.0.0.1:8765", "engine_python": None}     # no token_path: the engine's folder
@@ -145,17 +143,10 @@ def test_outdated_files_of_an_earlier_version_go(home):
     assert not old.exists() and str(old) not in (config / "install-manifest.json").read_text()
 
 
-def load_installer():
-    spec = importlib.util.spec_from_file_location("clipasso_install", REPO / "install.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("before", ["absent", "empty", "user files"])
 def test_uninstall_removes_a_venv_folder_only_if_install_made_it(tmp_path, monkeypatch, before):
     """``--venv DIR`` into a folder of the user's: the venv goes in, but --uninstall leaves the folder."""
-    installer = load_installer()
+    installer = load_install()
     venv = tmp_path / "envs" / "clipasso"
     if before != "absent":
         venv.mkdir(parents=True)

@@ -1,4 +1,4 @@
-"""Drawn regions (issue 10): subject, detail and avoid polygons through the real engine.
+"""Drawn regions (docs/method.md §9): subject, detail and avoid polygons through the real engine.
 
 Tiny random CLIP towers and small real photos: these tests check where strokes start, what CLIP
 is shown and where the ink ends up, never the artistic quality of a sketch.

@@ -1,4 +1,4 @@
-"""Untrusted input must not hang, starve or flood the engine (issue 12; docs/security.md).
+"""Untrusted input must not hang, starve or flood the engine (docs/security.md).
 
 Real processes over real loopback HTTP: one "hardened" engine for the module runs under a
 desktop's 1,024-file limit, with a stand-in ``gs`` first on its PATH that records being run

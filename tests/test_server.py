@@ -460,9 +460,8 @@ def test_cli_engine_errors_are_one_line(engine, photo, tmp_path, monkeypatch, ca
 def test_standalone_client_copy_works_without_site_packages(engine, photo, tmp_path):
     """The extension imports a copy of client.py in a Python without the engine or any
     third-party package: run that copy with -S -I (no site-packages, no environment)."""
-    copies = {source: copy[: -len(".py")] for source, copy in SHARED.items()}
-    for source, name in copies.items():   # as install.py lays them out
-        shutil.copy(Path(__file__).parents[1] / "clipasso_engine" / source, tmp_path / f"{name}.py")
+    for source, copy in SHARED.items():   # as install.py lays them out
+        shutil.copy(Path(__file__).parents[1] / "clipasso_engine" / source, tmp_path / copy)
     (tmp_path / "photo.png").write_bytes(photo)
     script = textwrap.dedent(f"""
         import json, sys
@@ -478,4 +477,4 @@ def test_standalone_client_copy_works_without_site_packages(engine, photo, tmp_p
     proc = subprocess.run([sys.executable, "-S", "-I", "-c", script], capture_output=True, text=True, timeout=180)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    assert report == {"strokes": 4, "third_party": sorted(copies.values())}
+    assert report == {"strokes": 4, "third_party": sorted(copy[: -len(".py")] for copy in SHARED.values())}
